@@ -1,0 +1,179 @@
+//! Every label, annotation, finalizer and field-manager name dr-syncer reads or writes.
+//!
+//! Names shared with the earlier Go dr-syncer operator keep their exact spelling, so objects and manifests labelled for
+//! it keep working. Nothing outside this module spells these strings.
+
+/// The API group of every dr-syncer custom resource.
+pub const GROUP: &str = "dr-syncer.io";
+/// The only served and stored version of the dr-syncer API.
+pub const VERSION: &str = "v1alpha1";
+/// `apiVersion` of every dr-syncer custom resource.
+pub const API_VERSION: &str = "dr-syncer.io/v1alpha1";
+/// The `kubectl get <category>` name that lists every dr-syncer resource.
+pub const CATEGORY: &str = "dr-syncer";
+
+/// Prefix shared by every dr-syncer label and annotation key.
+pub const KEY_PREFIX: &str = "dr-syncer.io/";
+
+// ---- Labels and annotations users put on source objects ------------------------------------------------------------
+
+/// Label on a source object (any kind): the value `"true"` keeps it out of replication.
+pub const LABEL_IGNORE: &str = "dr-syncer.io/ignore";
+/// Label on a source Deployment or StatefulSet: the replica count to use in DR instead of 0.
+/// An integer sets that count; the Go operator's value `"true"` means "keep the source replica count".
+pub const LABEL_SCALE_OVERRIDE: &str = "dr-syncer.io/scale-override";
+/// Label on a source PVC: the storage class to use in DR, overriding `pvcConfig.storageClassMappings`.
+pub const LABEL_STORAGE_CLASS: &str = "dr-syncer.io/storage-class";
+/// Label on a source PVC: the access mode to use in DR, overriding `pvcConfig.accessModeMappings`.
+pub const LABEL_ACCESS_MODE: &str = "dr-syncer.io/access-mode";
+/// Label on a source PVC: `"true"` replicates its bound PersistentVolume too.
+pub const LABEL_SYNC_PV: &str = "dr-syncer.io/sync-pv";
+/// Label on a source object: how to handle an immutable-field change for this object only
+/// (one of the `immutableResourceConfig.defaultHandling` values).
+pub const LABEL_IMMUTABLE_HANDLING: &str = "dr-syncer.io/immutable-handling";
+/// Annotation on a source PVC: data verification mode for this PVC only (`none`, `sample` or `full`).
+pub const ANNOTATION_VERIFICATION_MODE: &str = "dr-syncer.io/verification-mode";
+/// Annotation on a source PVC: percentage of files checked in `sample` verification mode.
+pub const ANNOTATION_SAMPLE_PERCENT: &str = "dr-syncer.io/sample-percent";
+
+// ---- Annotations users put on dr-syncer resources -----------------------------------------------------------------
+
+/// Annotation on a NamespaceMapping: any value triggers one sync; dr-syncer removes it once the sync is handled.
+pub const ANNOTATION_SYNC_NOW: &str = "dr-syncer.io/sync-now";
+/// The Go operator's name for [`ANNOTATION_SYNC_NOW`], still honoured.
+pub const ANNOTATION_TRIGGER_SYNC: &str = "dr-syncer.io/trigger-sync";
+/// Annotation on a NamespaceMapping or RemoteCluster: any value rotates its SSH keys now.
+pub const ANNOTATION_ROTATE_SSH_KEY: &str = "dr-syncer.io/rotate-ssh-key";
+
+// ---- Marks dr-syncer puts on the objects it writes in the DR cluster -----------------------------------------------
+
+/// The standard Kubernetes label naming the tool that manages an object.
+pub const LABEL_MANAGED_BY: &str = "app.kubernetes.io/managed-by";
+/// Value of [`LABEL_MANAGED_BY`] and [`LABEL_DR_MANAGED_BY`] on everything dr-syncer creates.
+pub const MANAGED_BY_VALUE: &str = "dr-syncer";
+/// The Go operator's managed-by label (`dr-syncer.io/managed-by: dr-syncer`), also written for compatibility.
+pub const LABEL_DR_MANAGED_BY: &str = "dr-syncer.io/managed-by";
+/// Label on a DR object: name of the NamespaceMapping that wrote it.
+pub const LABEL_MAPPING: &str = "dr-syncer.io/mapping";
+/// Label on a DR object: namespace of the NamespaceMapping that wrote it.
+pub const LABEL_MAPPING_NAMESPACE: &str = "dr-syncer.io/mapping-namespace";
+/// Label on a DR object: the RemoteCluster it was copied from.
+pub const LABEL_SOURCE_CLUSTER: &str = "dr-syncer.io/source-cluster";
+/// Annotation on a DR object (and label on a DR namespace): the namespace it was copied from.
+pub const ANNOTATION_SOURCE_NAMESPACE: &str = "dr-syncer.io/source-namespace";
+/// Annotation on a DR object: `metadata.uid` of the source object.
+pub const ANNOTATION_SOURCE_UID: &str = "dr-syncer.io/source-uid";
+/// Annotation on a DR object: SHA-256 of the desired DR content; an unchanged hash means no write.
+pub const ANNOTATION_CONTENT_HASH: &str = "dr-syncer.io/content-hash";
+/// Annotation on a DR Deployment or StatefulSet: the replica count of the source, restored on failover.
+pub const ANNOTATION_ORIGINAL_REPLICAS: &str = "dr-syncer.io/original-replicas";
+/// Annotation on a DR object: when dr-syncer last wrote it (RFC 3339).
+pub const ANNOTATION_LAST_SYNCED: &str = "dr-syncer.io/last-synced";
+
+// ---- PVC data-sync bookkeeping on source PVCs (names kept from the Go operator) ------------------------------------
+
+/// Annotation on a source PVC: identity of the controller replica copying its data.
+pub const ANNOTATION_LOCK_OWNER: &str = "dr-syncer.io/lock-owner";
+/// Annotation on a source PVC: when [`ANNOTATION_LOCK_OWNER`] took the copy lock.
+pub const ANNOTATION_LOCK_TIMESTAMP: &str = "dr-syncer.io/lock-timestamp";
+/// Annotation on a source PVC: JSON summary of the current or last data sync.
+pub const ANNOTATION_SYNC_STATUS: &str = "dr-syncer.io/sync-status";
+/// Annotation on a source PVC: when its data was last copied successfully.
+pub const ANNOTATION_LAST_SYNC_TIME: &str = "dr-syncer.io/last-sync-time";
+/// Annotation on a source PVC: result of its last data sync.
+pub const ANNOTATION_LAST_SYNC_STATUS: &str = "dr-syncer.io/last-sync-status";
+/// Annotation on a source PVC: namespace of the DR PVC its data is copied to.
+pub const ANNOTATION_DESTINATION_NAMESPACE: &str = "dr-syncer.io/destination-namespace";
+/// Annotation on a source PVC: name of the DR PVC its data is copied to.
+pub const ANNOTATION_DESTINATION_PVC: &str = "dr-syncer.io/destination-pvc";
+
+// ---- Labels on dr-syncer's own helper objects ----------------------------------------------------------------------
+
+/// Label on agent pods and Secrets: the RemoteCluster they serve.
+pub const LABEL_REMOTE_CLUSTER: &str = "dr-syncer.io/remote-cluster";
+/// Label on short-lived rsync pods: the sync operation they belong to.
+pub const LABEL_SYNC_ID: &str = "dr-syncer.io/sync-id";
+/// Label on short-lived rsync pods: the PVC they copy.
+pub const LABEL_PVC_NAME: &str = "dr-syncer.io/pvc-name";
+/// Label on key Secrets: what kind of key they hold.
+pub const LABEL_KEY_TYPE: &str = "dr-syncer.io/key-type";
+
+// ---- Finalizers ----------------------------------------------------------------------------------------------------
+
+/// Finalizer on a NamespaceMapping: cleans up its DR objects per `cleanupPolicy` before it goes away.
+pub const FINALIZER_NAMESPACE_MAPPING: &str = "dr-syncer.io/cleanup-namespacemapping";
+
+// ---- Server-side-apply field managers (one per component) ----------------------------------------------------------
+
+/// Field manager of the resource sync engine when it writes DR objects.
+pub const FIELD_MANAGER_SYNC: &str = "dr-syncer-sync";
+/// Field manager of the controller when it writes dr-syncer resources' status.
+pub const FIELD_MANAGER_STATUS: &str = "dr-syncer-status";
+/// Field manager of the PVC data-sync orchestrator (rsync pods, key Secrets, agents).
+pub const FIELD_MANAGER_DATA: &str = "dr-syncer-data";
+/// Field manager of `crdgen --apply` and the chart tooling when installing CRDs.
+pub const FIELD_MANAGER_CRDS: &str = "dr-syncer-crds";
+
+/// The value dr-syncer treats as "true" in string-valued labels and annotations.
+pub const TRUE_VALUE: &str = "true";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_valid_qualified_names_when_prefixed() {
+        let keys = [
+            LABEL_IGNORE,
+            LABEL_SCALE_OVERRIDE,
+            LABEL_STORAGE_CLASS,
+            LABEL_ACCESS_MODE,
+            LABEL_SYNC_PV,
+            LABEL_IMMUTABLE_HANDLING,
+            ANNOTATION_VERIFICATION_MODE,
+            ANNOTATION_SAMPLE_PERCENT,
+            ANNOTATION_SYNC_NOW,
+            ANNOTATION_TRIGGER_SYNC,
+            ANNOTATION_ROTATE_SSH_KEY,
+            LABEL_DR_MANAGED_BY,
+            LABEL_MAPPING,
+            LABEL_MAPPING_NAMESPACE,
+            LABEL_SOURCE_CLUSTER,
+            ANNOTATION_SOURCE_NAMESPACE,
+            ANNOTATION_SOURCE_UID,
+            ANNOTATION_CONTENT_HASH,
+            ANNOTATION_ORIGINAL_REPLICAS,
+            ANNOTATION_LAST_SYNCED,
+            ANNOTATION_LOCK_OWNER,
+            ANNOTATION_LOCK_TIMESTAMP,
+            ANNOTATION_SYNC_STATUS,
+            ANNOTATION_LAST_SYNC_TIME,
+            ANNOTATION_LAST_SYNC_STATUS,
+            ANNOTATION_DESTINATION_NAMESPACE,
+            ANNOTATION_DESTINATION_PVC,
+            LABEL_REMOTE_CLUSTER,
+            LABEL_SYNC_ID,
+            LABEL_PVC_NAME,
+            LABEL_KEY_TYPE,
+            FINALIZER_NAMESPACE_MAPPING,
+        ];
+        let name = regex::Regex::new(r"^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$").unwrap();
+        for key in keys {
+            let rest = key.strip_prefix(KEY_PREFIX).unwrap_or_else(|| panic!("{key} lacks the prefix"));
+            assert!(name.is_match(rest), "{key} is not a valid qualified name");
+        }
+    }
+
+    #[test]
+    fn go_operator_names_are_kept_when_shared() {
+        // Spelled out on purpose: these strings are a compatibility contract with the Go operator.
+        assert_eq!(LABEL_IGNORE, "dr-syncer.io/ignore");
+        assert_eq!(LABEL_SCALE_OVERRIDE, "dr-syncer.io/scale-override");
+        assert_eq!(ANNOTATION_ORIGINAL_REPLICAS, "dr-syncer.io/original-replicas");
+        assert_eq!(ANNOTATION_SOURCE_NAMESPACE, "dr-syncer.io/source-namespace");
+        assert_eq!(ANNOTATION_SYNC_NOW, "dr-syncer.io/sync-now");
+        assert_eq!(ANNOTATION_TRIGGER_SYNC, "dr-syncer.io/trigger-sync");
+        assert_eq!(LABEL_DR_MANAGED_BY, "dr-syncer.io/managed-by");
+        assert_eq!(FINALIZER_NAMESPACE_MAPPING, "dr-syncer.io/cleanup-namespacemapping");
+    }
+}

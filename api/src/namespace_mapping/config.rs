@@ -1,0 +1,271 @@
+//! The nested configuration blocks of a NamespaceMapping spec.
+
+use std::collections::BTreeMap;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::common::VerificationMode;
+use crate::validation::DURATION_PATTERN;
+
+/// Default full-sync interval of Continuous mode.
+pub const DEFAULT_BACKGROUND_SYNC_INTERVAL: &str = "1h";
+/// Default number of retries of a failed sync.
+pub const DEFAULT_MAX_RETRIES: i32 = 5;
+/// Default wait before the first retry.
+pub const DEFAULT_INITIAL_BACKOFF: &str = "5s";
+/// Default longest wait between retries.
+pub const DEFAULT_MAX_BACKOFF: &str = "5m";
+/// Default growth of the wait between retries, in percent.
+pub const DEFAULT_BACKOFF_MULTIPLIER: i32 = 200;
+/// Default number of PVC data copies of one mapping at once.
+pub const DEFAULT_CONCURRENT_SYNCS: i32 = 2;
+/// Default time limit of one PVC data copy.
+pub const DEFAULT_DATA_SYNC_TIMEOUT: &str = "30m";
+/// Default wait for pods to drain in RecreateWithPodDrain.
+pub const DEFAULT_DRAIN_TIMEOUT: &str = "5m";
+/// Default wait for a forced deletion in ForceUpdate.
+pub const DEFAULT_FORCE_DELETE_TIMEOUT: &str = "2m";
+
+/// Settings of Continuous mode.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ContinuousConfig {
+    /// Watch the source namespace and sync each change as it happens. When false, Continuous mode only runs the
+    /// periodic full sync. Default: true.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("default" = true))]
+    pub watch_resources: Option<bool>,
+    /// Time between full syncs in Continuous mode, for example `30m` or `1h30m`. Default: 1h.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("default" = DEFAULT_BACKGROUND_SYNC_INTERVAL), regex(pattern = DURATION_PATTERN))]
+    pub background_sync_interval: Option<String>,
+}
+
+/// Retries of a failed sync.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RetryConfig {
+    /// Retries before giving up until the next scheduled sync. Default: 5.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("default" = DEFAULT_MAX_RETRIES), range(min = 0, max = 100))]
+    pub max_retries: Option<i32>,
+    /// Wait before the first retry, for example `5s`. Default: 5s.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("default" = DEFAULT_INITIAL_BACKOFF), regex(pattern = DURATION_PATTERN))]
+    pub initial_backoff: Option<String>,
+    /// Longest wait between retries, for example `5m`. Default: 5m.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("default" = DEFAULT_MAX_BACKOFF), regex(pattern = DURATION_PATTERN))]
+    pub max_backoff: Option<String>,
+    /// Growth of the wait after each failure, in percent: 200 doubles it. Default: 200.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("default" = DEFAULT_BACKOFF_MULTIPLIER), range(min = 100, max = 1000))]
+    pub backoff_multiplier: Option<i32>,
+}
+
+/// How PersistentVolumeClaims are replicated.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PvcConfig {
+    /// Also replicate the PersistentVolume bound to each PVC and keep the DR PVC bound to it (for storage that both
+    /// clusters can attach). Per PVC: label `dr-syncer.io/sync-pv`. Default: false.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("default" = false))]
+    pub sync_persistent_volumes: Option<bool>,
+    /// Storage classes to swap for the DR cluster; the first entry whose `from` matches wins. Per PVC: label
+    /// `dr-syncer.io/storage-class`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage_class_mappings: Option<Vec<StorageClassMapping>>,
+    /// Access modes to swap for the DR cluster. Per PVC: label `dr-syncer.io/access-mode`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access_mode_mappings: Option<Vec<AccessModeMapping>>,
+    /// Keep `selector`, `dataSource` and `dataSourceRef` of source PVCs. `volumeMode` is always kept. Default: false.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("default" = false))]
+    pub preserve_volume_attributes: Option<bool>,
+    /// Copy the data inside each PVC to its DR copy with rsync over SSH. Default: false.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("default" = false))]
+    pub sync_data: Option<bool>,
+    /// Settings of the data copy, when `syncData` is true.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_sync_config: Option<DataSyncConfig>,
+}
+
+/// A storage class swap.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StorageClassMapping {
+    /// Storage class in the source cluster.
+    #[schemars(length(min = 1, max = 253))]
+    pub from: String,
+    /// Storage class to use in the DR cluster.
+    #[schemars(length(min = 1, max = 253))]
+    pub to: String,
+}
+
+/// An access mode swap.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AccessModeMapping {
+    /// Access mode in the source cluster: ReadWriteOnce, ReadOnlyMany, ReadWriteMany or ReadWriteOncePod.
+    #[schemars(extend("enum" = ["ReadWriteOnce", "ReadOnlyMany", "ReadWriteMany", "ReadWriteOncePod"]))]
+    pub from: String,
+    /// Access mode to use in the DR cluster.
+    #[schemars(extend("enum" = ["ReadWriteOnce", "ReadOnlyMany", "ReadWriteMany", "ReadWriteOncePod"]))]
+    pub to: String,
+}
+
+/// Settings of the PVC data copy.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DataSyncConfig {
+    /// Most PVCs of this mapping copied at once. Default: 2.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("default" = DEFAULT_CONCURRENT_SYNCS), range(min = 1, max = 64))]
+    pub concurrent_syncs: Option<i32>,
+    /// Paths inside each volume not to copy, relative to its root (rsync `--exclude` patterns).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(inner(length(min = 1, max = 4096)))]
+    pub exclude_paths: Option<Vec<String>>,
+    /// Extra rsync options; only options on dr-syncer's allow-list are accepted (see the data-path docs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(inner(regex(pattern = "^--?[A-Za-z0-9][-A-Za-z0-9]*(=[^\\s]*)?$")))]
+    pub rsync_options: Option<Vec<String>>,
+    /// Bandwidth limit of each copy in KiB/s (rsync `--bwlimit`); 0 means unlimited.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0))]
+    pub bandwidth_limit: Option<i32>,
+    /// Time limit of one copy, for example `30m` or `2h`. Default: 30m.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("default" = DEFAULT_DATA_SYNC_TIMEOUT), regex(pattern = DURATION_PATTERN))]
+    pub timeout: Option<String>,
+    /// Data check after each copy: `none`, `sample` or `full`. Per PVC: annotation `dr-syncer.io/verification-mode`.
+    /// Default: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("default" = "none"))]
+    pub verification_mode: Option<VerificationMode>,
+    /// Percentage of files checked in `sample` mode. Default: 10.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("default" = 10), range(min = 1, max = 100))]
+    pub sample_percent: Option<i32>,
+}
+
+/// How a change to a field that cannot be updated in place is applied.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[schemars(transform = crate::common::field_docs_only)]
+pub enum ImmutableHandling {
+    /// Leave the DR object as it is and report the difference in status.
+    #[default]
+    NoChange,
+    /// Delete the DR object and create it again.
+    Recreate,
+    /// Scale the DR workload down, wait for its pods to go, then recreate it.
+    RecreateWithPodDrain,
+    /// Apply every field that can change and leave the immutable ones.
+    PartialUpdate,
+    /// Delete the DR object without waiting for finalizers, then create it again.
+    ForceUpdate,
+}
+
+/// Handling of immutable-field changes.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ImmutableResourceConfig {
+    /// NoChange, Recreate, RecreateWithPodDrain, PartialUpdate or ForceUpdate. Per object: label
+    /// `dr-syncer.io/immutable-handling`. Default: NoChange.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("default" = "NoChange"))]
+    pub default_handling: Option<ImmutableHandling>,
+    /// Handling per resource type, keyed `plural.group` (for example `statefulsets.apps`; core kinds by plural,
+    /// such as `services`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource_overrides: Option<BTreeMap<String, ImmutableHandling>>,
+    /// Longest wait for pods to go in RecreateWithPodDrain. Default: 5m.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("default" = DEFAULT_DRAIN_TIMEOUT), regex(pattern = DURATION_PATTERN))]
+    pub drain_timeout: Option<String>,
+    /// Longest wait for a forced deletion in ForceUpdate. Default: 2m.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("default" = DEFAULT_FORCE_DELETE_TIMEOUT), regex(pattern = DURATION_PATTERN))]
+    pub force_delete_timeout: Option<String>,
+}
+
+/// What to do after a class of failure.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[schemars(transform = crate::common::field_docs_only)]
+pub enum FailureMode {
+    /// Retry with backoff; when retries run out, wait for the next scheduled sync.
+    #[default]
+    RetryAndWait,
+    /// Retry with backoff; when retries run out, mark the mapping Failed until it changes.
+    RetryOnly,
+    /// Do not retry; try again at the next scheduled sync.
+    WaitForNextSync,
+    /// Do not retry; mark the mapping Failed until it changes.
+    FailFast,
+}
+
+/// How each class of failure is handled.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FailureHandling {
+    /// Failures not covered below. Default: RetryAndWait.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("default" = "RetryAndWait"))]
+    pub default_mode: Option<FailureMode>,
+    /// A mapped storage class does not exist in the DR cluster. Default: WaitForNextSync.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("default" = "WaitForNextSync"))]
+    pub storage_class_not_found: Option<FailureMode>,
+    /// A listed resource type does not exist. Default: FailFast.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("default" = "FailFast"))]
+    pub resource_not_found: Option<FailureMode>,
+    /// The DR API server rejects an object as invalid. Default: FailFast.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("default" = "FailFast"))]
+    pub validation_failure: Option<FailureMode>,
+    /// A cluster cannot be reached. Default: RetryAndWait.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("default" = "RetryAndWait"))]
+    pub network_error: Option<FailureMode>,
+}
+
+/// How Ingresses are adapted for the DR cluster.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct IngressConfig {
+    /// Keep the source Ingress's annotations (controller settings, certificate issuers). Default: true.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("default" = true))]
+    pub preserve_annotations: Option<bool>,
+    /// Keep the `tls` section. Default: true.
+    #[serde(default, rename = "preserveTLS", skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("default" = true))]
+    pub preserve_tls: Option<bool>,
+    /// Keep backend Service references; when false, rules keep their hosts and paths but not their backends.
+    /// Default: true.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("default" = true))]
+    pub preserve_backends: Option<bool>,
+}
+
+/// How the DR namespace is created and labelled.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct NamespaceConfig {
+    /// Create the DR namespace when it does not exist. When false, a missing namespace is an error. Default: true.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("default" = true))]
+    pub create_namespace: Option<bool>,
+    /// Copy the source namespace's labels to the DR namespace. Default: true.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("default" = true))]
+    pub preserve_labels: Option<bool>,
+    /// Copy the source namespace's annotations to the DR namespace. Default: true.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("default" = true))]
+    pub preserve_annotations: Option<bool>,
+}

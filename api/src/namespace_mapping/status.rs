@@ -1,0 +1,278 @@
+//! Observed state of a NamespaceMapping.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::common::{Condition, Time, conditions_list};
+use crate::validation::DURATION_PATTERN;
+
+/// Lifecycle of a NamespaceMapping's syncs.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[schemars(transform = crate::common::field_docs_only)]
+pub enum NamespaceMappingPhase {
+    /// Not synced yet.
+    #[default]
+    Pending,
+    /// A sync is in progress.
+    Running,
+    /// The last sync finished; see `syncStats` for objects that failed.
+    Completed,
+    /// The last sync could not run or failed as a whole; see conditions and `lastError`.
+    Failed,
+}
+
+/// Sync state of one object.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[schemars(transform = crate::common::field_docs_only)]
+pub enum ObjectSyncState {
+    /// Waiting to be synced.
+    #[default]
+    Pending,
+    /// Being synced.
+    InProgress,
+    /// In sync.
+    Synced,
+    /// The last attempt failed.
+    Failed,
+}
+
+/// Observed state of a NamespaceMapping.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct NamespaceMappingStatus {
+    /// The `metadata.generation` this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// Pending, Running, Completed or Failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<NamespaceMappingPhase>,
+    /// When the last sync finished.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_sync_time: Option<Time>,
+    /// When the next scheduled sync starts (Scheduled mode).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_sync_time: Option<Time>,
+    /// When a source change was last handled (Continuous mode).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_watch_event: Option<Time>,
+    /// Totals of the last sync.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sync_stats: Option<SyncStats>,
+    /// Source replica counts of the Deployments and StatefulSets parked in DR.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub deployment_scales: Vec<DeploymentScale>,
+    /// Retry state after a failed sync.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_status: Option<RetryStatus>,
+    /// The most recent error.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<LastError>,
+    /// Ready and Synced, each with a reason.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(transform = conditions_list)]
+    pub conditions: Vec<Condition>,
+    /// Objects whose last sync did not succeed (bounded list).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub resource_status: Vec<ResourceStatus>,
+    /// Progress of the sync in flight.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sync_progress: Option<SyncProgress>,
+    /// Counts of the last sync by kind.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub resource_groups: Vec<ResourceGroupStatus>,
+    /// Per-object detail for objects that are not in sync (bounded list).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub detailed_status: Vec<DetailedResourceStatus>,
+    /// Errors of the last sync by category.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub error_categories: Vec<ErrorCategory>,
+}
+
+/// Totals of one sync.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SyncStats {
+    /// Source objects considered.
+    #[schemars(range(min = 0))]
+    pub total_resources: i32,
+    /// Objects in sync after the run (written or already unchanged).
+    #[schemars(range(min = 0))]
+    pub successful_syncs: i32,
+    /// Objects that failed.
+    #[schemars(range(min = 0))]
+    pub failed_syncs: i32,
+    /// Wall time of the sync, for example `2s150ms`.
+    #[schemars(regex(pattern = DURATION_PATTERN))]
+    pub last_sync_duration: String,
+}
+
+/// The source replica count of a parked workload.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DeploymentScale {
+    /// Name of the Deployment or StatefulSet.
+    pub name: String,
+    /// Replicas in the source cluster.
+    pub original_replicas: i32,
+    /// When it was last synced.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_synced_at: Option<Time>,
+}
+
+/// Retry state after a failed sync.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RetryStatus {
+    /// When the next retry starts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_retry_time: Option<Time>,
+    /// Retries left before waiting for the next scheduled sync.
+    #[schemars(range(min = 0))]
+    pub retries_remaining: i32,
+    /// Current wait between retries, for example `20s`.
+    #[schemars(regex(pattern = DURATION_PATTERN))]
+    pub backoff_duration: String,
+}
+
+/// The most recent error.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LastError {
+    /// What went wrong.
+    pub message: String,
+    /// When.
+    pub time: Time,
+    /// The object involved, as `Kind/name`, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource: Option<String>,
+}
+
+/// Sync state of one object.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ResourceStatus {
+    /// Kind of the object.
+    pub kind: String,
+    /// Name of the object.
+    pub name: String,
+    /// Namespace of the object.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    /// Pending, InProgress, Synced or Failed.
+    pub status: ObjectSyncState,
+    /// When it was last attempted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_sync_time: Option<Time>,
+    /// Why it failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// Progress of a sync in flight.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SyncProgress {
+    /// What the sync is doing now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current_operation: Option<String>,
+    /// Estimated time left, for example `40s`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = DURATION_PATTERN))]
+    pub estimated_time_remaining: Option<String>,
+    /// Percentage of objects handled.
+    #[schemars(range(min = 0, max = 100))]
+    pub percent_complete: i32,
+    /// Objects not handled yet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0))]
+    pub resources_remaining: Option<i32>,
+}
+
+/// Counts of one kind in the last sync.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ResourceGroupStatus {
+    /// Group and kind, for example `apps/Deployment` (core kinds without a group: `ConfigMap`).
+    pub group_kind: String,
+    /// Objects of this kind considered.
+    #[schemars(range(min = 0))]
+    pub total_count: i32,
+    /// Objects in sync.
+    #[schemars(range(min = 0))]
+    pub synced_count: i32,
+    /// Objects that failed.
+    #[schemars(range(min = 0))]
+    pub failed_count: i32,
+    /// Objects not handled yet.
+    #[schemars(range(min = 0))]
+    pub pending_count: i32,
+}
+
+/// Detail of one object that is not in sync.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DetailedResourceStatus {
+    /// The object, as `Kind/name`.
+    pub name: String,
+    /// Pending, InProgress, Synced or Failed.
+    pub sync_state: ObjectSyncState,
+    /// `resourceVersion` of the source object that was attempted.
+    pub version: String,
+    /// The last attempt.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_attempt: Option<SyncAttempt>,
+    /// Objects this one waits for (for example the namespace, or a CRD).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dependencies: Vec<ResourceDependency>,
+}
+
+/// Outcome of one attempt.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[schemars(transform = crate::common::field_docs_only)]
+pub enum AttemptResult {
+    /// Written or already in sync.
+    #[default]
+    Success,
+    /// Failed.
+    Failed,
+    /// Deliberately not written (ignored, conflicting or unchanged policy).
+    Skipped,
+    /// Failed and will be retried.
+    Retrying,
+}
+
+/// One sync attempt of an object.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SyncAttempt {
+    /// Success, Failed, Skipped or Retrying.
+    pub result: AttemptResult,
+    /// When.
+    pub time: Time,
+}
+
+/// Something an object waits for.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ResourceDependency {
+    /// Kind of the dependency.
+    pub kind: String,
+    /// Name of the dependency.
+    pub name: String,
+    /// Pending, InProgress, Synced or Failed.
+    pub status: ObjectSyncState,
+}
+
+/// Errors of one category.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ErrorCategory {
+    /// The error's reason, for example `Conflict` or `Invalid`.
+    #[schemars(length(min = 1))]
+    pub category: String,
+    /// How many objects hit it in the last sync.
+    #[schemars(range(min = 0))]
+    pub count: i32,
+    /// When it last happened.
+    pub last_occurred: Time,
+}
