@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# ensure-tools.sh: test tools that are not plain apt installs, put in $TOOLS_BIN (default ~/.cache/dr-syncer/tools/bin).
+#
+#   promtool  extracted from Debian's `prometheus` package without installing it, so no Prometheus service is ever
+#             set up or started on the machine (its init script would listen on 0.0.0.0:9090).
+#   kubectl   any kubectl on PATH is used; otherwise Debian's kubernetes-client (v1.20, matching the lab) is installed.
+#   rustfmt, clippy  added with rustup when missing.
+#
+# Idempotent: a second run does nothing. Prints the directory to add to PATH.
+set -euo pipefail
+TOOLS=${DR_SYNCER_CACHE:-$HOME/.cache/dr-syncer}/tools
+TOOLS_BIN=$TOOLS/bin
+mkdir -p "$TOOLS_BIN"
+
+if [ ! -x "$TOOLS_BIN/promtool" ]; then
+  work=$(mktemp -d)
+  trap 'rm -rf "$work"' EXIT
+  (cd "$work" && apt-get download prometheus >/dev/null 2>&1) || {
+    echo "ensure-tools: cannot download Debian's prometheus package (needs the Debian mirror)" >&2
+    exit 1
+  }
+  dpkg-deb -x "$work"/prometheus_*.deb "$work/root"
+  install -m 0755 "$work/root/usr/bin/promtool" "$TOOLS_BIN/promtool.tmp"
+  mv "$TOOLS_BIN/promtool.tmp" "$TOOLS_BIN/promtool"
+  echo "ensure-tools: promtool $("$TOOLS_BIN/promtool" --version 2>&1 | head -1 | awk '{print $3}') in $TOOLS_BIN" >&2
+fi
+if ! command -v kubectl >/dev/null; then
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO=sudo
+  echo "ensure-tools: installing kubectl (Debian kubernetes-client)" >&2
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends kubernetes-client >/dev/null ||
+    { echo "ensure-tools: cannot install kubernetes-client" >&2; exit 1; }
+fi
+if ! cargo fmt --version >/dev/null 2>&1 || ! cargo clippy --version >/dev/null 2>&1; then
+  rustup component add rustfmt clippy >&2
+fi
+echo "$TOOLS_BIN"
