@@ -1,0 +1,112 @@
+//! Command-line flags of `dr-syncer-controller`. Flag and environment names of the Go operator are kept.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+
+use crate::error::Error;
+
+/// Log line format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// dr-syncer controller: keeps a warm standby of Kubernetes namespaces in another cluster.
+#[derive(Debug, Parser)]
+#[command(name = "dr-syncer-controller", version = crate::build::VERSION, long_version = crate::build::LONG_VERSION)]
+pub struct Args {
+    /// Kubeconfig of the cluster holding the dr-syncer resources. Default: in-cluster configuration, else $KUBECONFIG,
+    /// else ~/.kube/config.
+    #[arg(long)]
+    pub kubeconfig: Option<PathBuf>,
+
+    /// Kubeconfig context to use. Default: the current context.
+    #[arg(long)]
+    pub context: Option<String>,
+
+    /// Address of the Prometheus /metrics endpoint, as host:port or :port (all interfaces).
+    #[arg(long, env = "METRICS_ADDR", default_value = "127.0.0.1:8080")]
+    pub metrics_bind_address: String,
+
+    /// Address of the /healthz and /readyz endpoints, as host:port or :port (all interfaces). May equal the metrics
+    /// address.
+    #[arg(long, env = "PROBE_ADDR", default_value = "127.0.0.1:8081")]
+    pub health_probe_bind_address: String,
+
+    /// Log format.
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
+    /// Log level or filter (error, warn, info, debug, trace, or a filter such as `info,kube=debug`). RUST_LOG, when
+    /// set, takes precedence.
+    #[arg(long, env = "LOG_LEVEL", default_value = "info")]
+    pub log_level: String,
+
+    /// Time allowed for each Kubernetes API request of the readiness checks, for example `5s`.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    pub api_timeout: Duration,
+
+    /// Time between readiness checks while ready; checks run every second while not ready.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub readiness_interval: Duration,
+
+    /// Print version information as JSON and exit.
+    #[arg(long)]
+    pub version_json: bool,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    dr_syncer_api::validation::parse_duration(s).map_err(|e| e.to_string())
+}
+
+/// Parses a listen address: `host:port`, `[v6]:port`, or `:port` meaning every interface.
+pub fn parse_listen_address(value: &str) -> Result<SocketAddr, Error> {
+    let full = if value.starts_with(':') { format!("0.0.0.0{value}") } else { value.to_string() };
+    full.parse().map_err(|_| Error::Address { value: value.to_string() })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parse_listen_address_accepts_go_style_port_only() {
+        let cases = [
+            (":8080", "0.0.0.0:8080"),
+            ("127.0.0.1:9000", "127.0.0.1:9000"),
+            ("[::1]:81", "[::1]:81"),
+            ("127.0.0.1:0", "127.0.0.1:0"),
+        ];
+        for (input, want) in cases {
+            assert_eq!(parse_listen_address(input).unwrap().to_string(), want, "{input}");
+        }
+    }
+
+    #[test]
+    fn parse_listen_address_rejects_value_when_malformed() {
+        for input in ["", "8080", "localhost", "host:port", ":99999"] {
+            assert_eq!(parse_listen_address(input).unwrap_err().reason(), "InvalidAddress", "{input}");
+        }
+    }
+
+    #[test]
+    fn args_parse_defaults_when_no_flags_given() {
+        let args = Args::try_parse_from(["dr-syncer-controller"]).unwrap();
+        assert_eq!(args.metrics_bind_address, "127.0.0.1:8080");
+        assert_eq!(args.health_probe_bind_address, "127.0.0.1:8081");
+        assert_eq!(args.api_timeout, Duration::from_secs(5));
+        assert_eq!(args.log_format, LogFormat::Text);
+    }
+
+    #[test]
+    fn args_reject_bad_duration() {
+        let err = Args::try_parse_from(["dr-syncer-controller", "--api-timeout", "5 seconds"]).unwrap_err();
+        assert!(err.to_string().contains("invalid duration"), "{err}");
+    }
+}

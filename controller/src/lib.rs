@@ -1,0 +1,15 @@
+//! The dr-syncer controller.
+//!
+//! It connects to the cluster holding the dr-syncer resources, checks that the CRDs are installed and Established,
+//! and serves `/healthz`, `/readyz` and `/metrics`. The reconcilers and the sync engine build on this.
+
+pub mod build;
+pub mod cli;
+pub mod error;
+pub mod http;
+pub mod kube_client;
+pub mod metrics;
+pub mod readiness;
+pub mod telemetry;
+
+pub use error::Error;
