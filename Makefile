@@ -14,7 +14,8 @@ TEST_LAB_PORT_BASE ?= 25100
 TEST_CLUSTERS ?= source dr
 CARGO_TEST_ARGS ?=
 # Test tools that are not apt installs (promtool) live here; see test/tools/ensure-tools.sh.
-TOOLS_BIN := $(HOME)/.cache/dr-syncer/tools/bin
+DR_SYNCER_CACHE ?= $(HOME)/.cache/dr-syncer
+TOOLS_BIN := $(DR_SYNCER_CACHE)/tools/bin
 export PATH := $(TOOLS_BIN):$(PATH)
 
 .PHONY: help
