@@ -98,6 +98,20 @@ pub const LABEL_PVC_NAME: &str = "dr-syncer.io/pvc-name";
 /// Label on key Secrets: what kind of key they hold.
 pub const LABEL_KEY_TYPE: &str = "dr-syncer.io/key-type";
 
+// ---- Parking workloads in DR --------------------------------------------------------------------------------------
+
+/// Annotation on a DR CronJob: the source's `spec.suspend` (`true`/`false`); the DR copy is suspended.
+pub const ANNOTATION_ORIGINAL_SUSPEND: &str = "dr-syncer.io/original-suspend";
+/// Annotation on a DR Job: the source's `spec.parallelism`; the DR copy runs with parallelism 0 (no pods).
+pub const ANNOTATION_ORIGINAL_PARALLELISM: &str = "dr-syncer.io/original-parallelism";
+/// Annotation on a DR DaemonSet: the source pod template's `nodeSelector` as JSON, restored on failover.
+pub const ANNOTATION_ORIGINAL_NODE_SELECTOR: &str = "dr-syncer.io/original-node-selector";
+/// Node-selector key added to a parked DR DaemonSet's pod template (value `true`); no node carries it, so the
+/// DaemonSet runs no pods until failover removes it.
+pub const LABEL_PARKED: &str = "dr-syncer.io/parked";
+/// Annotation on a DR object: the NamespaceMapping that wrote it, as `namespace/name`.
+pub const ANNOTATION_MAPPING: &str = "dr-syncer.io/mapping";
+
 // ---- Finalizers ----------------------------------------------------------------------------------------------------
 
 /// Finalizer on a NamespaceMapping: cleans up its DR objects per `cleanupPolicy` before it goes away.
@@ -156,6 +170,10 @@ mod tests {
             LABEL_PVC_NAME,
             LABEL_KEY_TYPE,
             FINALIZER_NAMESPACE_MAPPING,
+            ANNOTATION_ORIGINAL_SUSPEND,
+            ANNOTATION_ORIGINAL_PARALLELISM,
+            ANNOTATION_ORIGINAL_NODE_SELECTOR,
+            LABEL_PARKED,
         ];
         let name = regex::Regex::new(r"^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$").unwrap();
         for key in keys {

@@ -199,11 +199,12 @@ pub enum FailureMode {
     /// Retry with backoff; when retries run out, wait for the next scheduled sync.
     #[default]
     RetryAndWait,
-    /// Retry with backoff; when retries run out, mark the mapping Failed until it changes.
+    /// Retry with backoff; when retries run out, mark the mapping Failed and run no scheduled sync until its spec
+    /// changes or a sync is triggered.
     RetryOnly,
     /// Do not retry; try again at the next scheduled sync.
     WaitForNextSync,
-    /// Do not retry; mark the mapping Failed until it changes.
+    /// Do not retry; mark the mapping Failed and run no scheduled sync until its spec changes or a sync is triggered.
     FailFast,
 }
 
@@ -219,13 +220,15 @@ pub struct FailureHandling {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(extend("default" = "WaitForNextSync"))]
     pub storage_class_not_found: Option<FailureMode>,
-    /// A listed resource type does not exist. Default: FailFast.
+    /// A listed resource type, a referenced RemoteCluster or ClusterMapping, or the source namespace does not exist.
+    /// The kinds that do exist are still replicated. Default: WaitForNextSync.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(extend("default" = "FailFast"))]
+    #[schemars(extend("default" = "WaitForNextSync"))]
     pub resource_not_found: Option<FailureMode>,
-    /// The DR API server rejects an object as invalid. Default: FailFast.
+    /// The DR API server rejects an object as invalid; the other objects are still replicated.
+    /// Default: WaitForNextSync.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(extend("default" = "FailFast"))]
+    #[schemars(extend("default" = "WaitForNextSync"))]
     pub validation_failure: Option<FailureMode>,
     /// A cluster cannot be reached. Default: RetryAndWait.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -245,11 +248,40 @@ pub struct IngressConfig {
     #[serde(default, rename = "preserveTLS", skip_serializing_if = "Option::is_none")]
     #[schemars(extend("default" = true))]
     pub preserve_tls: Option<bool>,
-    /// Keep backend Service references; when false, rules keep their hosts and paths but not their backends.
-    /// Default: true.
+    /// Keep `defaultBackend` and resource backends (backends that point at objects other than Services). Service
+    /// backends of rules are always kept: `networking.k8s.io/v1` requires one per path. Default: true.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(extend("default" = true))]
     pub preserve_backends: Option<bool>,
+    /// IngressClass of the DR copies (`spec.ingressClassName`), for DR clusters whose ingress controller differs.
+    /// Unset keeps the source's class.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253), regex(pattern = crate::validation::DNS_SUBDOMAIN_PATTERN))]
+    pub ingress_class_name: Option<String>,
+}
+
+/// How Services are adapted for the DR cluster.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceConfig {
+    /// Keep every nodePort, also those the source cluster assigned automatically (they may collide in the DR
+    /// cluster). When false, only nodePorts set explicitly by a user are kept. Default: false.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("default" = false))]
+    pub preserve_node_ports: Option<bool>,
+}
+
+/// A kind and name pattern of objects that are never replicated.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ResourceExclusion {
+    /// Kind or plural resource name, case-insensitive (`Secret`, `secrets`), or `*` for every kind.
+    #[schemars(length(min = 1, max = 253))]
+    pub kind: String,
+    /// Object name; `*` matches any run of characters and `?` one character. Default: `*`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
+    pub name: Option<String>,
 }
 
 /// How the DR namespace is created and labelled.

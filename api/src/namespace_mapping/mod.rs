@@ -12,7 +12,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::common::LabelSelector;
-use crate::validation::{DNS_LABEL_PATTERN, DNS_SUBDOMAIN_PATTERN, cron_pattern};
+use crate::validation::{DNS_LABEL_PATTERN, DNS_SUBDOMAIN_PATTERN, DURATION_PATTERN, cron_pattern};
 
 /// Schedule used by Scheduled mappings that set none and whose source RemoteCluster sets no `defaultSchedule`.
 pub const DEFAULT_SCHEDULE: &str = "*/5 * * * *";
@@ -154,6 +154,43 @@ pub struct NamespaceMappingSpec {
     /// How the DR namespace is created and labelled.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub namespace_config: Option<NamespaceConfig>,
+
+    /// Only replicate source objects whose labels match this selector (applied to every kind). Objects that stop
+    /// matching are pruned from the DR namespace like deleted ones.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label_selector: Option<LabelSelector>,
+
+    /// Objects never replicated, by kind and name. Names accept `*` and `?` globs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exclude_resources: Option<Vec<ResourceExclusion>>,
+
+    /// How Services are adapted for the DR cluster.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_config: Option<ServiceConfig>,
+
+    /// Replicate Helm release Secrets (type `helm.sh/release.v1`), so that `helm` in the DR cluster sees the releases.
+    /// Default: false.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("default" = false))]
+    pub include_helm_release_secrets: Option<bool>,
+
+    /// Take over DR objects of the same kind and name that dr-syncer did not create. When false, such objects are
+    /// left untouched and reported as conflicts. Objects another mapping manages are never taken over. Default: false.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("default" = false))]
+    pub adopt_existing_objects: Option<bool>,
+
+    /// Delay each scheduled sync by up to this duration (for example `30s`), so that many mappings on the same
+    /// schedule do not all start at once. The delay is fixed per mapping.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = DURATION_PATTERN))]
+    pub schedule_jitter: Option<String>,
+
+    /// GitOps-friendly manual trigger: any new value starts one sync, in every replication mode. The handled value
+    /// is echoed in `status.lastHandledTrigger`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
+    pub sync_trigger: Option<String>,
 }
 
 impl NamespaceMappingSpec {
@@ -175,6 +212,16 @@ impl NamespaceMappingSpec {
     /// `syncCRDs` with its documented default.
     pub fn syncs_crds(&self) -> bool {
         self.sync_crds.unwrap_or(false)
+    }
+
+    /// Whether Helm release Secrets are replicated (default false).
+    pub fn includes_helm_release_secrets(&self) -> bool {
+        self.include_helm_release_secrets.unwrap_or(false)
+    }
+
+    /// Whether DR objects dr-syncer did not create are taken over (default false).
+    pub fn adopts_existing_objects(&self) -> bool {
+        self.adopt_existing_objects.unwrap_or(false)
     }
 }
 

@@ -86,6 +86,50 @@ pub struct NamespaceMappingStatus {
     /// Errors of the last sync by category.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub error_categories: Vec<ErrorCategory>,
+    /// When the last sync started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_sync_start_time: Option<Time>,
+    /// How long the last sync took, for example `2.5s`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_sync_duration: Option<String>,
+    /// When the last sync that replicated every object without error finished: the recovery point.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_successful_sync_time: Option<Time>,
+    /// The DR namespace the last sync wrote to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub destination_namespace: Option<String>,
+    /// The `spec.syncTrigger` value the last triggered sync handled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_handled_trigger: Option<String>,
+    /// Objects of the last sync by kind: written, already up to date, pruned, failed and refused.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub resource_counts: Vec<KindCounts>,
+    /// Kinds named in `resourceTypes` or `namespaceScopedResources` and the API version each is replicated with.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub resolved_resource_types: Vec<String>,
+}
+
+/// What the last sync did with the objects of one kind.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct KindCounts {
+    /// Kind, qualified with its API group for kinds outside the core group (`Deployment.apps`).
+    pub kind: String,
+    /// Objects written to the DR cluster (created or changed).
+    #[serde(default)]
+    pub applied: i32,
+    /// Objects already up to date in the DR cluster, not written.
+    #[serde(default)]
+    pub unchanged: i32,
+    /// DR objects deleted because their source object is gone or no longer selected.
+    #[serde(default)]
+    pub pruned: i32,
+    /// Objects the DR cluster refused or that could not be transformed.
+    #[serde(default)]
+    pub failed: i32,
+    /// DR objects left untouched because dr-syncer does not manage them.
+    #[serde(default)]
+    pub conflicts: i32,
 }
 
 /// Totals of one sync.
