@@ -10,6 +10,7 @@ pub mod http;
 pub mod kube_client;
 pub mod metrics;
 pub mod readiness;
+pub mod sync;
 pub mod telemetry;
 
 pub use error::Error;

@@ -1,0 +1,196 @@
+//! Syncing the objects of one kind.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use futures::{StreamExt, stream};
+use kube::api::{Api, DynamicObject};
+use serde_json::Value;
+
+use super::{Job, Rules};
+use crate::sync::api::{self, CallError};
+use crate::sync::discovery::api_resource;
+use crate::sync::kinds::SelectedKind;
+use crate::sync::object;
+use crate::sync::ownership::stamp_hash;
+use crate::sync::plan::{Action, decide, should_prune};
+use crate::sync::report::{Category, ObjectProblem, SyncReport};
+use crate::sync::sanitize::sanitize;
+use crate::sync::transform::transform;
+
+/// What one kind's sync needs.
+pub struct KindContext<'a> {
+    /// The sync.
+    pub job: &'a Job,
+    /// Compiled rules.
+    pub rules: &'a Rules,
+    /// The kind.
+    pub selected: &'a SelectedKind,
+    /// The API version used on both clusters.
+    pub version: &'a str,
+    /// Storage classes the DR cluster has (`None` when unknown).
+    pub storage_classes: Option<&'a BTreeSet<String>>,
+}
+
+/// A write the plan asks for.
+struct Write {
+    name: String,
+    desired: Value,
+}
+
+fn problem(kind: &str, name: &str, err: &CallError) -> ObjectProblem {
+    ObjectProblem {
+        kind: kind.to_string(),
+        name: name.to_string(),
+        reason: err.reason.clone(),
+        message: err.message.clone(),
+        category: err.category,
+    }
+}
+
+/// Syncs every selected source object of the kind, then prunes. Returns the selected source objects when the kind
+/// was synced completely (both listings succeeded), for follow-up steps such as PersistentVolumes.
+pub async fn sync(ctx: &KindContext<'_>, report: &mut SyncReport) -> Option<Vec<Value>> {
+    let job = ctx.job;
+    let kind = ctx.selected.qualified();
+    let resource = api_resource(&ctx.selected.group, ctx.version, &ctx.selected.kind, &ctx.selected.plural);
+    let source_api: Api<DynamicObject> =
+        Api::namespaced_with(job.source.client.clone(), &job.marks.source_namespace, &resource);
+    let dest_api: Api<DynamicObject> =
+        Api::namespaced_with(job.destination.client.clone(), &job.destination_namespace, &resource);
+    report.counts(&kind);
+
+    let what = format!("list {kind} in {} on source cluster {}", job.marks.source_namespace, job.source.name);
+    let sources =
+        match api::list_all(&source_api, &resource, ctx.rules.label_selector.as_deref(), job.timeout, &what).await {
+            Ok(items) => items,
+            Err(err) => {
+                report.fail(problem(&kind, "*", &err));
+                return None;
+            }
+        };
+    let what = format!("list {kind} in {} on DR cluster {}", job.destination_namespace, job.destination.name);
+    let existing = match api::list_all(&dest_api, &resource, None, job.timeout, &what).await {
+        Ok(items) => items,
+        Err(err) => {
+            report.fail(problem(&kind, "*", &err));
+            return None;
+        }
+    };
+    let existing: BTreeMap<String, Value> = existing.into_iter().map(|o| (object::name(&o).to_string(), o)).collect();
+
+    let mut wanted = BTreeSet::new();
+    let mut writes = Vec::new();
+    let mut selected = Vec::new();
+    for source in sources {
+        if ctx.rules.selection.skip(&source, &ctx.selected.plural).is_some() {
+            continue;
+        }
+        let name = object::name(&source).to_string();
+        wanted.insert(name.clone());
+        if let Some(write) = plan_object(ctx, &kind, &source, existing.get(&name), report) {
+            writes.push(write);
+        }
+        selected.push(source);
+    }
+
+    let applies = stream::iter(writes.into_iter().map(|w| {
+        let api = &dest_api;
+        let what =
+            format!("apply {kind} {}/{} on DR cluster {}", job.destination_namespace, w.name, job.destination.name);
+        async move { (w.name.clone(), api::apply(api, &w.name, &w.desired, job.timeout, &what).await) }
+    }))
+    .buffer_unordered(job.concurrency.max(1))
+    .collect::<Vec<_>>()
+    .await;
+    for (name, result) in applies {
+        match result {
+            Ok(()) => report.counts(&kind).applied += 1,
+            Err(err) => report.fail(problem(&kind, &name, &err)),
+        }
+    }
+    if job.cancel.is_cancelled() {
+        return None;
+    }
+
+    let prunes = existing.values().filter(|e| should_prune(e, &job.marks, &wanted)).map(|e| {
+        let api = &dest_api;
+        let name = object::name(e).to_string();
+        let uid = object::uid(e).to_string();
+        let what = format!("delete {kind} {}/{name} on DR cluster {}", job.destination_namespace, job.destination.name);
+        async move { (name.clone(), api::delete(api, &name, &uid, job.timeout, &what).await) }
+    });
+    let pruned = stream::iter(prunes).buffer_unordered(job.concurrency.max(1)).collect::<Vec<_>>().await;
+    for (name, result) in pruned {
+        match result {
+            Ok(()) => report.counts(&kind).pruned += 1,
+            Err(err) => report.fail(problem(&kind, &name, &err)),
+        }
+    }
+    Some(selected)
+}
+
+/// Builds the desired DR object and decides; records unchanged objects, conflicts and warnings.
+fn plan_object(
+    ctx: &KindContext<'_>,
+    kind: &str,
+    source: &Value,
+    existing: Option<&Value>,
+    report: &mut SyncReport,
+) -> Option<Write> {
+    let job = ctx.job;
+    let name = object::name(source).to_string();
+    let sanitized = sanitize(source, Some(&job.destination_namespace));
+    let out = transform(&ctx.selected.group, sanitized, source, existing, &ctx.rules.transform);
+    for warning in out.warnings {
+        report.warnings.push(ObjectProblem {
+            kind: kind.to_string(),
+            name: name.clone(),
+            reason: "InvalidLabel".into(),
+            message: warning,
+            category: Category::ValidationFailure,
+        });
+    }
+    if let Some(replicas) = out.original_replicas {
+        let label =
+            if ctx.selected.kind == "Deployment" { name.clone() } else { format!("{}/{name}", ctx.selected.kind) };
+        report.scales.push((label, replicas));
+    }
+    let mut desired = out.object;
+    if let (Some(classes), Some(class)) =
+        (ctx.storage_classes, desired.pointer("/spec/storageClassName").and_then(Value::as_str))
+        && ctx.selected.kind == "PersistentVolumeClaim"
+        && !class.is_empty()
+        && !classes.contains(class)
+    {
+        report.fail(ObjectProblem {
+            kind: kind.to_string(),
+            name,
+            reason: "StorageClassNotFound".into(),
+            message: format!(
+                "storage class {class:?} does not exist in DR cluster {}; map it with pvcConfig.storageClassMappings",
+                job.destination.name
+            ),
+            category: Category::StorageClassNotFound,
+        });
+        return None;
+    }
+    job.marks.apply(&mut desired, object::uid(source));
+    let hash = stamp_hash(&mut desired);
+    match decide(&desired, &hash, existing, &job.marks, job.spec.adopts_existing_objects()) {
+        Action::Unchanged => {
+            report.counts(kind).unchanged += 1;
+            None
+        }
+        Action::Conflict(message) => {
+            report.conflict(ObjectProblem {
+                kind: kind.to_string(),
+                name,
+                reason: "Conflict".into(),
+                message,
+                category: Category::Other,
+            });
+            None
+        }
+        Action::Create | Action::Update => Some(Write { name, desired }),
+    }
+}

@@ -1,0 +1,190 @@
+//! What a sync did: per-kind counts, per-object errors and warnings, and why it failed when it did.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use dr_syncer_api::namespace_mapping::{FailureHandling, FailureMode, KindCounts};
+
+/// Per-object errors kept in a report (and in status); the counts stay exact beyond it.
+pub const MAX_OBJECT_ERRORS: usize = 50;
+
+/// The class of a failure, which selects the `failureHandling` mode.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Category {
+    /// A cluster could not be reached or did not answer in time.
+    NetworkError,
+    /// A kind, referenced object or namespace does not exist.
+    ResourceNotFound,
+    /// The DR API server rejected an object as invalid.
+    ValidationFailure,
+    /// A mapped storage class does not exist in the DR cluster.
+    StorageClassNotFound,
+    /// Anything else (conflicts, permissions, …).
+    Other,
+}
+
+impl Category {
+    /// Name used in status and metric labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Category::NetworkError => "NetworkError",
+            Category::ResourceNotFound => "ResourceNotFound",
+            Category::ValidationFailure => "ValidationFailure",
+            Category::StorageClassNotFound => "StorageClassNotFound",
+            Category::Other => "Other",
+        }
+    }
+
+    /// The failure mode a mapping configured for this category (with the documented defaults).
+    pub fn mode(self, handling: Option<&FailureHandling>) -> FailureMode {
+        let h = handling.cloned().unwrap_or_default();
+        let default = h.default_mode.unwrap_or(FailureMode::RetryAndWait);
+        match self {
+            Category::NetworkError => h.network_error.unwrap_or(FailureMode::RetryAndWait),
+            Category::ResourceNotFound => h.resource_not_found.unwrap_or(FailureMode::WaitForNextSync),
+            Category::ValidationFailure => h.validation_failure.unwrap_or(FailureMode::WaitForNextSync),
+            Category::StorageClassNotFound => h.storage_class_not_found.unwrap_or(FailureMode::WaitForNextSync),
+            Category::Other => default,
+        }
+    }
+}
+
+/// Why a whole sync (not just some objects) could not run.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SyncFailure {
+    /// Class of the failure.
+    pub category: Category,
+    /// Short CamelCase reason for conditions and events.
+    pub reason: String,
+    /// What happened, for users.
+    pub message: String,
+}
+
+/// One object that failed or was refused.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ObjectProblem {
+    /// Qualified kind.
+    pub kind: String,
+    /// Object name.
+    pub name: String,
+    /// Short CamelCase reason.
+    pub reason: String,
+    /// What happened.
+    pub message: String,
+    /// Class of the problem.
+    pub category: Category,
+}
+
+/// The result of one sync.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct SyncReport {
+    /// Set when the sync could not run at all, or stopped part-way (no prune happened for unfinished kinds).
+    pub failure: Option<SyncFailure>,
+    /// Counts per qualified kind.
+    pub kinds: BTreeMap<String, KindCounts>,
+    /// Objects that failed (bounded by [`MAX_OBJECT_ERRORS`]).
+    pub errors: Vec<ObjectProblem>,
+    /// Objects refused because the DR copy is not ours (bounded by [`MAX_OBJECT_ERRORS`]).
+    pub conflicts: Vec<ObjectProblem>,
+    /// Objects replicated with a warning (invalid labels, for example).
+    pub warnings: Vec<ObjectProblem>,
+    /// `resourceTypes` / `namespaceScopedResources` entries that could not be resolved, and kinds the DR cluster
+    /// does not serve.
+    pub type_problems: Vec<ObjectProblem>,
+    /// Source replica counts of parked Deployments and StatefulSets.
+    pub scales: Vec<(String, i32)>,
+    /// Resolved kinds with their API versions (`Deployment.apps/v1`).
+    pub resolved: Vec<String>,
+    /// Wall time.
+    pub duration: Duration,
+    /// The DR namespace.
+    pub destination_namespace: String,
+    /// Whether this sync created the DR namespace.
+    pub namespace_created: bool,
+}
+
+impl SyncReport {
+    /// Counts of one kind, created on first use.
+    pub fn counts(&mut self, kind: &str) -> &mut KindCounts {
+        self.kinds
+            .entry(kind.to_string())
+            .or_insert_with(|| KindCounts { kind: kind.to_string(), ..KindCounts::default() })
+    }
+
+    /// Records a failed object.
+    pub fn fail(&mut self, problem: ObjectProblem) {
+        self.counts(&problem.kind).failed += 1;
+        if self.errors.len() < MAX_OBJECT_ERRORS {
+            self.errors.push(problem);
+        }
+    }
+
+    /// Records a refused object.
+    pub fn conflict(&mut self, problem: ObjectProblem) {
+        self.counts(&problem.kind).conflicts += 1;
+        if self.conflicts.len() < MAX_OBJECT_ERRORS {
+            self.conflicts.push(problem);
+        }
+    }
+
+    /// Totals over every kind: (applied, unchanged, pruned, failed, conflicts).
+    pub fn totals(&self) -> KindCounts {
+        self.kinds.values().fold(KindCounts::default(), |mut t, k| {
+            t.applied += k.applied;
+            t.unchanged += k.unchanged;
+            t.pruned += k.pruned;
+            t.failed += k.failed;
+            t.conflicts += k.conflicts;
+            t
+        })
+    }
+
+    /// Whether every selected object is in DR as it should be.
+    pub fn succeeded(&self) -> bool {
+        self.failure.is_none()
+            && self.type_problems.is_empty()
+            && self.totals().failed == 0
+            && self.totals().conflicts == 0
+    }
+
+    /// The category that decides retries: the sync failure's, else the first (in declaration order) of the type and
+    /// object problems. Conflicts alone give `None`: retrying cannot resolve them.
+    pub fn category(&self) -> Option<Category> {
+        if let Some(f) = &self.failure {
+            return Some(f.category);
+        }
+        self.type_problems.iter().chain(&self.errors).map(|p| p.category).min()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn problem(kind: &str, category: Category) -> ObjectProblem {
+        ObjectProblem { kind: kind.into(), name: "x".into(), reason: "R".into(), message: "m".into(), category }
+    }
+
+    #[test]
+    fn report_counts_are_exact_when_problem_lists_are_bounded() {
+        let mut r = SyncReport::default();
+        for _ in 0..(MAX_OBJECT_ERRORS + 5) {
+            r.fail(problem("ConfigMap", Category::ValidationFailure));
+        }
+        r.counts("Secret").applied += 2;
+        assert_eq!(r.errors.len(), MAX_OBJECT_ERRORS);
+        assert_eq!(r.totals().failed as usize, MAX_OBJECT_ERRORS + 5);
+        assert_eq!(r.totals().applied, 2);
+        assert!(!r.succeeded());
+        assert_eq!(r.category(), Some(Category::ValidationFailure));
+    }
+
+    #[test]
+    fn category_mode_uses_documented_defaults_when_unset() {
+        assert_eq!(Category::NetworkError.mode(None), FailureMode::RetryAndWait);
+        assert_eq!(Category::ValidationFailure.mode(None), FailureMode::WaitForNextSync);
+        assert_eq!(Category::ResourceNotFound.mode(None), FailureMode::WaitForNextSync);
+        let h = FailureHandling { default_mode: Some(FailureMode::FailFast), ..FailureHandling::default() };
+        assert_eq!(Category::Other.mode(Some(&h)), FailureMode::FailFast);
+    }
+}
