@@ -56,6 +56,18 @@ pub struct Args {
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     pub readiness_interval: Duration,
 
+    /// Time allowed for each request a sync makes to a source or DR cluster, for example `30s`.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub sync_api_timeout: Duration,
+
+    /// Time between connectivity checks of RemoteClusters and ClusterMappings that are healthy.
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    pub health_check_interval: Duration,
+
+    /// Objects one sync writes or deletes at once.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub sync_concurrency: u16,
+
     /// Print version information as JSON and exit.
     #[arg(long)]
     pub version_json: bool,

@@ -5,11 +5,14 @@
 
 pub mod build;
 pub mod cli;
+pub mod clusters;
 pub mod error;
 pub mod http;
 pub mod kube_client;
+pub mod mapping;
 pub mod metrics;
 pub mod readiness;
+pub mod reconcile;
 pub mod sync;
 pub mod telemetry;
 

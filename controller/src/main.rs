@@ -5,7 +5,10 @@ use dr_syncer_controller::cli::{Args, parse_listen_address};
 use dr_syncer_controller::http::{AppState, Servers};
 use dr_syncer_controller::metrics::Metrics;
 use dr_syncer_controller::readiness::{self, CheckerConfig, Readiness};
-use dr_syncer_controller::{build, kube_client, telemetry};
+use dr_syncer_controller::reconcile::events::Events;
+use dr_syncer_controller::reconcile::metrics::ControllerMetrics;
+use dr_syncer_controller::reconcile::{Context, Settings, cluster_mapping, remote_cluster};
+use dr_syncer_controller::{build, clusters, kube_client, mapping, telemetry};
 use tokio_util::sync::CancellationToken;
 
 #[tokio::main]
@@ -34,10 +37,36 @@ async fn main() -> anyhow::Result<()> {
 
     let shutdown = CancellationToken::new();
     tokio::spawn(wait_for_signal(shutdown.clone()));
+    let ctx = Context {
+        client: client.clone(),
+        registry: clusters::Registry::default(),
+        events: Events::new(client.clone(), std::env::var("POD_NAME").ok()),
+        metrics: ControllerMetrics::register(metrics.registry())?,
+        settings: Settings {
+            api_timeout: args.api_timeout,
+            sync_api_timeout: args.sync_api_timeout,
+            health_interval: args.health_check_interval,
+            sync_concurrency: usize::from(args.sync_concurrency),
+            ..Settings::default()
+        },
+    };
+    let stop = |token: CancellationToken| async move { token.cancelled().await };
+    let controllers = tokio::spawn({
+        let (ctx, token) = (ctx, shutdown.clone());
+        async move {
+            tokio::join!(
+                remote_cluster::run(ctx.clone(), stop(token.clone())),
+                cluster_mapping::run(ctx.clone(), stop(token.clone())),
+                mapping::run(ctx, stop(token)),
+            );
+        }
+    });
+    tracing::info!("controllers started");
     let checks = tokio::spawn(readiness::run(client, checker, readiness, metrics, shutdown.clone()));
     let served = servers.serve(shutdown.clone()).await;
     shutdown.cancel();
     let _ = checks.await;
+    let _ = controllers.await;
     served?;
     tracing::info!("stopped");
     Ok(())

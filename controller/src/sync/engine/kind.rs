@@ -112,10 +112,14 @@ pub async fn sync(ctx: &KindContext<'_>, report: &mut SyncReport) -> Option<Vec<
         return None;
     }
 
-    let prunes = existing.values().filter(|e| should_prune(e, &job.marks, &wanted)).map(|e| {
+    // Collected first: a lazy iterator over `existing` held across the awaits below would make the future !Send.
+    let targets: Vec<(String, String)> = existing
+        .values()
+        .filter(|e| should_prune(e, &job.marks, &wanted))
+        .map(|e| (object::name(e).to_string(), object::uid(e).to_string()))
+        .collect();
+    let prunes = targets.into_iter().map(|(name, uid)| {
         let api = &dest_api;
-        let name = object::name(e).to_string();
-        let uid = object::uid(e).to_string();
         let what = format!("delete {kind} {}/{name} on DR cluster {}", job.destination_namespace, job.destination.name);
         async move { (name.clone(), api::delete(api, &name, &uid, job.timeout, &what).await) }
     });

@@ -1,0 +1,334 @@
+//! NamespaceMapping reconciler: validates the mapping, resolves its clusters, refuses unsafe destinations, decides
+//! when to sync, runs syncs in the background and folds their results into status.
+
+pub mod decide;
+pub mod outcome;
+pub mod resolve;
+pub mod spec;
+pub mod state;
+pub mod task;
+
+#[cfg(test)]
+mod decide_tests;
+#[cfg(test)]
+mod outcome_tests;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use dr_syncer_api::common::Time;
+use dr_syncer_api::constants::{ANNOTATION_SYNC_NOW, ANNOTATION_TRIGGER_SYNC, FINALIZER_NAMESPACE_MAPPING};
+use dr_syncer_api::namespace_mapping::{NamespaceMappingPhase, NamespaceMappingStatus, ReplicationMode};
+use dr_syncer_api::{ClusterMapping, NamespaceMapping, RemoteCluster};
+use futures::StreamExt;
+use futures::channel::mpsc::UnboundedSender;
+use kube::api::{Patch, PatchParams};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::watcher;
+use kube::{Api, Resource, ResourceExt};
+
+use self::decide::{Inputs, decide};
+use self::outcome::{READY, after_sync};
+use self::spec::{ClusterRefs, Invalid};
+use self::state::States;
+use crate::reconcile::conditions::{self, Desired, FALSE, TRUE};
+use crate::reconcile::error::{ReconcileError, call};
+use crate::reconcile::events::Severity;
+use crate::reconcile::{Context, backoff};
+
+/// Longest time between reconciles of a mapping that is waiting for something.
+const MAX_WAIT: Duration = Duration::from_secs(300);
+
+/// State of the NamespaceMapping controller.
+pub struct MappingController {
+    ctx: Context,
+    states: States,
+    wake: UnboundedSender<ObjectRef<NamespaceMapping>>,
+    store: Store<NamespaceMapping>,
+}
+
+fn key_of(nm: &NamespaceMapping) -> String {
+    format!("{}/{}", nm.namespace().unwrap_or_default(), nm.name_any())
+}
+
+async fn reconcile(nm: Arc<NamespaceMapping>, mc: Arc<MappingController>) -> Result<Action, ReconcileError> {
+    let ns = nm.namespace().ok_or(ReconcileError::Incomplete { what: "namespace" })?;
+    let api: Api<NamespaceMapping> = Api::namespaced(mc.ctx.client.clone(), &ns);
+    let name = key_of(&nm);
+    let deadline = mc.ctx.settings.api_timeout * 6;
+    let run = finalizer(&api, FINALIZER_NAMESPACE_MAPPING, nm, |event| async {
+        match event {
+            FinalizerEvent::Apply(nm) => apply(nm, &mc).await,
+            FinalizerEvent::Cleanup(nm) => Ok(cleanup(&nm, &mc)),
+        }
+    });
+    match tokio::time::timeout(deadline, run).await {
+        Ok(result) => result.map_err(|e| ReconcileError::Finalizer { name, message: e.to_string() }),
+        Err(_) => {
+            Err(ReconcileError::Timeout { what: format!("reconcile of NamespaceMapping {name}"), after: deadline })
+        }
+    }
+}
+
+fn cleanup(nm: &NamespaceMapping, mc: &MappingController) -> Action {
+    let (ns, name) = (nm.namespace().unwrap_or_default(), nm.name_any());
+    mc.states.remove(&key_of(nm));
+    mc.ctx.metrics.forget_mapping(&ns, &name);
+    tracing::info!(mapping = %key_of(nm), "mapping deleted; its DR objects are left in place");
+    Action::await_change()
+}
+
+/// Writes `status` when it differs from `previous` and remembers it.
+async fn write(
+    mc: &MappingController,
+    nm: &NamespaceMapping,
+    previous: &NamespaceMappingStatus,
+    status: &NamespaceMappingStatus,
+) -> Result<(), ReconcileError> {
+    if status != previous {
+        let api: Api<NamespaceMapping> = Api::namespaced(mc.ctx.client.clone(), &nm.namespace().unwrap_or_default());
+        crate::reconcile::status::apply(&api, nm, status, mc.ctx.settings.api_timeout).await?;
+    }
+    mc.states.with(&key_of(nm), |s| s.status = Some(status.clone()));
+    Ok(())
+}
+
+/// Sets Ready to False with `why`, publishes an event when the reason is new, and writes status.
+async fn not_ready(
+    mc: &MappingController,
+    nm: &NamespaceMapping,
+    previous: &NamespaceMappingStatus,
+    mut status: NamespaceMappingStatus,
+    why: &Invalid,
+    observe: bool,
+) -> Result<(), ReconcileError> {
+    let generation = nm.meta().generation;
+    let before = conditions::get(&status.conditions, READY).map(|c| (c.status.clone(), c.reason.clone()));
+    let desired = Desired { type_: READY, status: FALSE, reason: why.reason, message: why.message.clone() };
+    conditions::set(&mut status.conditions, desired, generation, &conditions::now());
+    if observe {
+        status.observed_generation = generation;
+    }
+    if before != Some((FALSE.to_string(), why.reason.to_string())) {
+        let severity = if why.reason == "Paused" { Severity::Normal } else { Severity::Warning };
+        mc.ctx.events.publish(&nm.object_ref(&()), severity, why.reason, "Reconcile", &why.message).await;
+        tracing::warn!(mapping = %key_of(nm), reason = why.reason, message = %why.message, "mapping not ready");
+    }
+    write(mc, nm, previous, &status).await
+}
+
+fn cancel_running(mc: &MappingController, key: &str) {
+    mc.states.with(key, |s| {
+        if let Some(r) = &s.running {
+            r.cancel.cancel();
+        }
+    });
+}
+
+async fn apply(nm: Arc<NamespaceMapping>, mc: &MappingController) -> Result<Action, ReconcileError> {
+    let key = key_of(&nm);
+    let generation = nm.meta().generation;
+    let cached = nm.status.clone().unwrap_or_default();
+    let (remembered, finished) = mc.states.with(&key, |s| (s.status.clone(), s.finished.clone()));
+    let previous = remembered.unwrap_or(cached);
+    let mut status = match &finished {
+        Some(done) => after_sync(&previous, done, &nm.spec, generation),
+        None => previous.clone(),
+    };
+    if status.phase.is_none() {
+        status.phase = Some(NamespaceMappingPhase::Pending);
+    }
+    let result = apply_inner(&nm, mc, &previous, status).await;
+    if result.is_ok() && finished.is_some() {
+        mc.states.with(&key, |s| s.finished = None);
+    }
+    result
+}
+
+async fn apply_inner(
+    nm: &Arc<NamespaceMapping>,
+    mc: &MappingController,
+    previous: &NamespaceMappingStatus,
+    mut status: NamespaceMappingStatus,
+) -> Result<Action, ReconcileError> {
+    let ctx = &mc.ctx;
+    let key = key_of(nm);
+    let ns = nm.namespace().unwrap_or_default();
+    let generation = nm.meta().generation;
+    let validated = match spec::validate(&nm.spec, &ns) {
+        Ok(v) => v,
+        Err(why) => {
+            cancel_running(mc, &key);
+            not_ready(mc, nm, previous, status, &why, true).await?;
+            return Ok(Action::await_change());
+        }
+    };
+    if nm.spec.is_paused() {
+        cancel_running(mc, &key);
+        let why =
+            Invalid { reason: "Paused", message: "spec.paused is true; nothing is written to the DR cluster".into() };
+        status.next_sync_time = None;
+        not_ready(mc, nm, previous, status, &why, true).await?;
+        return Ok(Action::await_change());
+    }
+    let resolved = match resolve::clusters(ctx, &validated.clusters, &ns).await {
+        Ok(r) => {
+            mc.states.with(&key, |s| s.resolve_failures = 0);
+            r
+        }
+        Err(why) => {
+            not_ready(mc, nm, previous, status, &why, false).await?;
+            let failures = mc.states.with(&key, |s| {
+                s.resolve_failures = s.resolve_failures.saturating_add(1);
+                s.resolve_failures
+            });
+            return Ok(Action::requeue(backoff::jittered(Duration::from_secs(5), failures, backoff::MAX_BACKOFF)));
+        }
+    };
+    let (src_ns, dst_ns) = (validated.source_namespace.clone(), validated.destination_namespace.clone());
+    let refused = match resolve::same_namespace(&resolved, &src_ns, &dst_ns) {
+        Err(why) => Some(why),
+        Ok(()) => resolve::destination_owner(ctx, &mc.store, nm, &resolved, &dst_ns).await.err(),
+    };
+    if let Some(why) = refused {
+        cancel_running(mc, &key);
+        not_ready(mc, nm, previous, status, &why, false).await?;
+        return Ok(Action::requeue(ctx.settings.health_interval));
+    }
+    let cadence = match spec::cadence(
+        &nm.spec,
+        resolved.source.0.spec.default_schedule.as_deref(),
+        &nm.uid().unwrap_or_default(),
+    ) {
+        Ok(c) => c,
+        Err(why) => {
+            not_ready(mc, nm, previous, status, &why, true).await?;
+            return Ok(Action::await_change());
+        }
+    };
+    let now = conditions::now();
+    let ready =
+        Desired { type_: READY, status: TRUE, reason: "Ready", message: format!("replicating {src_ns} to {dst_ns}") };
+    conditions::set(&mut status.conditions, ready, generation, &now);
+    if mc.states.with(&key, |s| s.running.is_some()) {
+        write(mc, nm, previous, &status).await?;
+        return Ok(Action::requeue(MAX_WAIT));
+    }
+    let annotations = nm.annotations();
+    let handled = mc.states.with(&key, |s| s.handled_sync_now_version.clone());
+    let sync_now = (annotations.contains_key(ANNOTATION_SYNC_NOW) || annotations.contains_key(ANNOTATION_TRIGGER_SYNC))
+        && handled != nm.resource_version();
+    let decision = decide(&Inputs {
+        mode: nm.spec.mode(),
+        generation,
+        status: &status,
+        sync_now,
+        spec_trigger: nm.spec.sync_trigger.as_deref(),
+        cadence: &cadence,
+        now: now.0,
+    });
+    status.next_sync_time = decision.next_sync_time.map(Time);
+    let Some(reason) = decision.start else {
+        if nm.spec.mode() == ReplicationMode::Manual {
+            status.observed_generation = generation;
+        }
+        write(mc, nm, previous, &status).await?;
+        return Ok(Action::requeue(decision.wake_after.unwrap_or(MAX_WAIT).min(MAX_WAIT)));
+    };
+    if sync_now {
+        remove_sync_now(mc, nm).await?;
+    }
+    status.phase = Some(NamespaceMappingPhase::Running);
+    status.last_sync_start_time = Some(now.clone());
+    status.observed_generation = generation;
+    status.next_sync_time = None;
+    write(mc, nm, previous, &status).await?;
+    ctx.events
+        .publish(
+            &nm.object_ref(&()),
+            Severity::Normal,
+            "SyncStarted",
+            "Sync",
+            &format!("sync of {src_ns} into {dst_ns}: {}", reason.describe()),
+        )
+        .await;
+    tracing::info!(mapping = %key, reason = %reason.describe(), "sync started");
+    let plan = task::Plan {
+        mapping: nm.clone(),
+        source: resolved.source,
+        destination: resolved.destination,
+        source_namespace: src_ns,
+        destination_namespace: dst_ns,
+        reason,
+    };
+    task::spawn(ctx, &mc.states, mc.wake.clone(), plan);
+    Ok(Action::requeue(MAX_WAIT))
+}
+
+/// Removes the sync-now annotations; remembers the version that carried them so a stale cache cannot re-trigger.
+async fn remove_sync_now(mc: &MappingController, nm: &NamespaceMapping) -> Result<(), ReconcileError> {
+    let api: Api<NamespaceMapping> = Api::namespaced(mc.ctx.client.clone(), &nm.namespace().unwrap_or_default());
+    let patch =
+        serde_json::json!({"metadata": {"annotations": {ANNOTATION_SYNC_NOW: null, ANNOTATION_TRIGGER_SYNC: null}}});
+    let what = format!("remove the sync-now annotation of {}", key_of(nm));
+    call(what, mc.ctx.settings.api_timeout, api.patch(&nm.name_any(), &PatchParams::default(), &Patch::Merge(&patch)))
+        .await?;
+    mc.states.with(&key_of(nm), |s| s.handled_sync_now_version = nm.resource_version());
+    Ok(())
+}
+
+fn error_policy(nm: Arc<NamespaceMapping>, error: &ReconcileError, mc: Arc<MappingController>) -> Action {
+    tracing::warn!(mapping = %key_of(&nm), error = %error, "reconcile failed");
+    mc.ctx.metrics.reconcile_error("namespacemapping", error.reason());
+    Action::requeue(backoff::jittered(Duration::from_secs(2), 2, backoff::MAX_BACKOFF))
+}
+
+/// The mappings in `store` that name `cluster` (a RemoteCluster or ClusterMapping in `namespace`).
+fn referencing(
+    store: &Store<NamespaceMapping>,
+    namespace: &str,
+    cluster: &str,
+    via_mapping: bool,
+) -> Vec<ObjectRef<NamespaceMapping>> {
+    store
+        .state()
+        .into_iter()
+        .filter(|nm| {
+            let own_ns = nm.namespace().unwrap_or_default();
+            match spec::validate(&nm.spec, &own_ns).map(|v| v.clusters) {
+                Ok(ClusterRefs::Direct(s, d)) => !via_mapping && own_ns == namespace && (s == cluster || d == cluster),
+                Ok(ClusterRefs::ClusterMapping(cm_ns, cm)) => cm_ns == namespace && (!via_mapping || cm == cluster),
+                Err(_) => false,
+            }
+        })
+        .map(|nm| ObjectRef::from_obj(&*nm))
+        .collect()
+}
+
+/// Runs the NamespaceMapping controller until `shutdown` resolves, then stops every sync in flight.
+pub async fn run(ctx: Context, shutdown: impl Future<Output = ()> + Send + Sync + 'static) {
+    let (wake, woken) = futures::channel::mpsc::unbounded();
+    let api: Api<NamespaceMapping> = Api::all(ctx.client.clone());
+    let controller = Controller::new(api, watcher::Config::default());
+    let store = controller.store();
+    let states = States::default();
+    let (by_rc, by_cm) = (store.clone(), store.clone());
+    let rcs: Api<RemoteCluster> = Api::all(ctx.client.clone());
+    let cms: Api<ClusterMapping> = Api::all(ctx.client.clone());
+    let mc = Arc::new(MappingController { ctx: ctx.clone(), states: states.clone(), wake, store });
+    controller
+        .watches(rcs, watcher::Config::default(), move |rc: RemoteCluster| {
+            referencing(&by_rc, &rc.namespace().unwrap_or_default(), &rc.name_any(), false)
+        })
+        .watches(cms, watcher::Config::default(), move |cm: ClusterMapping| {
+            referencing(&by_cm, &cm.namespace().unwrap_or_default(), &cm.name_any(), true)
+        })
+        .reconcile_on(woken)
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile, error_policy, mc)
+        .for_each(|_| async {})
+        .await;
+    states.cancel_all();
+}

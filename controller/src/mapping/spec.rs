@@ -1,0 +1,188 @@
+//! Checks of a NamespaceMapping spec that the CRD schema cannot express, and what they resolve to. Pure.
+
+use std::time::Duration;
+
+use dr_syncer_api::namespace_mapping::{
+    DEFAULT_BACKGROUND_SYNC_INTERVAL, DEFAULT_SCHEDULE, NamespaceMappingSpec, ReplicationMode,
+};
+use dr_syncer_api::validation::{parse_cron, parse_duration};
+
+use super::decide::{Cadence, fixed_jitter};
+use crate::sync::engine::label_selector;
+use crate::sync::select::compile_exclusions;
+
+/// Why a spec cannot be used.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Invalid {
+    /// Short CamelCase reason.
+    pub reason: &'static str,
+    /// What is wrong, for users.
+    pub message: String,
+}
+
+fn invalid(reason: &'static str, message: impl Into<String>) -> Invalid {
+    Invalid { reason, message: message.into() }
+}
+
+/// Which clusters a spec names.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ClusterRefs {
+    /// Through a ClusterMapping (`namespace`, `name`).
+    ClusterMapping(String, String),
+    /// Directly: source and destination RemoteCluster names.
+    Direct(String, String),
+}
+
+/// A spec that passed the checks.
+#[derive(Clone, Debug)]
+pub struct Validated {
+    /// Source namespace.
+    pub source_namespace: String,
+    /// DR namespace.
+    pub destination_namespace: String,
+    /// The clusters.
+    pub clusters: ClusterRefs,
+}
+
+/// Checks a spec; `mapping_namespace` resolves a ClusterMapping reference without a namespace.
+pub fn validate(spec: &NamespaceMappingSpec, mapping_namespace: &str) -> Result<Validated, Invalid> {
+    if spec.namespace_selector.is_some() {
+        return Err(invalid(
+            "NamespaceSelectorNotSupported",
+            "namespaceSelector is not supported by this version of dr-syncer yet; set sourceNamespace",
+        ));
+    }
+    let source_namespace = spec
+        .source_namespace
+        .clone()
+        .ok_or_else(|| invalid("SourceNamespaceMissing", "set sourceNamespace (or namespaceSelector)"))?;
+    if spec.destination_namespace_rule.is_some() {
+        return Err(invalid("InvalidSpec", "destinationNamespaceRule is only allowed with namespaceSelector"));
+    }
+    let destination_namespace = spec.destination_namespace.clone().unwrap_or_else(|| source_namespace.clone());
+    let clusters = match (&spec.cluster_mapping_ref, &spec.source_cluster, &spec.destination_cluster) {
+        (Some(r), _, _) => ClusterRefs::ClusterMapping(
+            r.namespace.clone().unwrap_or_else(|| mapping_namespace.to_string()),
+            r.name.clone(),
+        ),
+        (None, Some(s), Some(d)) => ClusterRefs::Direct(s.clone(), d.clone()),
+        _ => {
+            return Err(invalid(
+                "ClustersNotSpecified",
+                "set clusterMappingRef, or both sourceCluster and destinationCluster",
+            ));
+        }
+    };
+    if let Some(s) = &spec.schedule {
+        parse_cron(s).map_err(|e| invalid("InvalidSchedule", format!("schedule: {e}")))?;
+    }
+    if let Some(j) = &spec.schedule_jitter {
+        parse_duration(j).map_err(|e| invalid("InvalidScheduleJitter", format!("scheduleJitter: {e}")))?;
+    }
+    if let Some(i) = spec.continuous.as_ref().and_then(|c| c.background_sync_interval.as_deref()) {
+        let d = parse_duration(i)
+            .map_err(|e| invalid("InvalidInterval", format!("continuous.backgroundSyncInterval: {e}")))?;
+        if d < Duration::from_secs(10) {
+            return Err(invalid("InvalidInterval", "continuous.backgroundSyncInterval must be at least 10s"));
+        }
+    }
+    compile_exclusions(spec.exclude_resources.as_deref().unwrap_or_default())
+        .map_err(|e| invalid("InvalidExclusion", e.to_string()))?;
+    label_selector(spec).map_err(|m| invalid("InvalidLabelSelector", m))?;
+    Ok(Validated { source_namespace, destination_namespace, clusters })
+}
+
+/// The cadence of a validated spec: `default_schedule` is the source RemoteCluster's `defaultSchedule`.
+pub fn cadence(spec: &NamespaceMappingSpec, default_schedule: Option<&str>, seed: &str) -> Result<Cadence, Invalid> {
+    match spec.mode() {
+        ReplicationMode::Manual => Ok(Cadence::Never),
+        ReplicationMode::Continuous => {
+            let text = spec
+                .continuous
+                .as_ref()
+                .and_then(|c| c.background_sync_interval.clone())
+                .unwrap_or_else(|| DEFAULT_BACKGROUND_SYNC_INTERVAL.to_string());
+            parse_duration(&text).map(Cadence::Every).map_err(|e| invalid("InvalidInterval", e.to_string()))
+        }
+        ReplicationMode::Scheduled => {
+            let text = spec.schedule.as_deref().or(default_schedule).unwrap_or(DEFAULT_SCHEDULE);
+            let schedule = parse_cron(text).map_err(|e| invalid("InvalidSchedule", format!("schedule: {e}")))?;
+            let max =
+                spec.schedule_jitter.as_deref().map(parse_duration).transpose().ok().flatten().unwrap_or_default();
+            Ok(Cadence::Cron { schedule: Box::new(schedule), jitter: fixed_jitter(seed, max) })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(json: serde_json::Value) -> NamespaceMappingSpec {
+        serde_json::from_value(json).unwrap()
+    }
+
+    #[test]
+    fn validate_resolves_defaults_when_spec_is_minimal() {
+        let v = validate(
+            &spec(serde_json::json!({"sourceNamespace": "shop", "sourceCluster": "a", "destinationCluster": "b"})),
+            "ops",
+        )
+        .unwrap();
+        assert_eq!((v.source_namespace.as_str(), v.destination_namespace.as_str()), ("shop", "shop"));
+        assert_eq!(v.clusters, ClusterRefs::Direct("a".into(), "b".into()));
+        let v = validate(
+            &spec(serde_json::json!({"sourceNamespace": "shop", "clusterMappingRef": {"name": "pair"}})),
+            "ops",
+        )
+        .unwrap();
+        assert_eq!(v.clusters, ClusterRefs::ClusterMapping("ops".into(), "pair".into()));
+    }
+
+    #[test]
+    fn validate_rejects_spec_when_it_cannot_run() {
+        let cases = [
+            (serde_json::json!({"sourceCluster": "a", "destinationCluster": "b"}), "SourceNamespaceMissing"),
+            (serde_json::json!({"sourceNamespace": "x", "sourceCluster": "a"}), "ClustersNotSpecified"),
+            (
+                serde_json::json!({"namespaceSelector": {"matchLabels": {"a": "b"}}, "clusterMappingRef": {"name": "p"}}),
+                "NamespaceSelectorNotSupported",
+            ),
+            (
+                serde_json::json!({"sourceNamespace": "x", "clusterMappingRef": {"name": "p"}, "schedule": "61 * * * *"}),
+                "InvalidSchedule",
+            ),
+            (
+                serde_json::json!({"sourceNamespace": "x", "clusterMappingRef": {"name": "p"}, "excludeResources": [{"kind": "Secret", "name": "[a"}]}),
+                "InvalidExclusion",
+            ),
+            (
+                serde_json::json!({"sourceNamespace": "x", "clusterMappingRef": {"name": "p"}, "labelSelector": {"matchExpressions": [{"key": "a", "operator": "In"}]}}),
+                "InvalidLabelSelector",
+            ),
+            (
+                serde_json::json!({"sourceNamespace": "x", "clusterMappingRef": {"name": "p"}, "continuous": {"backgroundSyncInterval": "1s"}}),
+                "InvalidInterval",
+            ),
+        ];
+        for (json, reason) in cases {
+            let text = json.to_string();
+            assert_eq!(validate(&spec(json), "ops").unwrap_err().reason, reason, "{text}");
+        }
+    }
+
+    #[test]
+    fn cadence_uses_remote_cluster_default_schedule_when_spec_has_none() {
+        let s = spec(serde_json::json!({"sourceNamespace": "x"}));
+        let Cadence::Cron { schedule, .. } = cadence(&s, Some("@hourly"), "uid").unwrap() else { panic!("cron") };
+        let next = schedule
+            .find_next_occurrence(
+                &"2026-01-01T10:02:00Z".parse::<jiff::Timestamp>().unwrap().to_zoned(jiff::tz::TimeZone::UTC),
+                false,
+            )
+            .unwrap();
+        assert_eq!(next.timestamp().to_string(), "2026-01-01T11:00:00Z");
+        let manual = spec(serde_json::json!({"sourceNamespace": "x", "replicationMode": "Manual"}));
+        assert!(matches!(cadence(&manual, None, "uid").unwrap(), Cadence::Never));
+    }
+}

@@ -1,0 +1,51 @@
+//! What every reconciler shares.
+
+use std::time::Duration;
+
+use kube::Client;
+
+use super::events::Events;
+use super::metrics::ControllerMetrics;
+use crate::clusters::Registry;
+
+/// Tunables of the reconcilers.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// Time allowed for each request to the controller's own API server.
+    pub api_timeout: Duration,
+    /// Time allowed for each request of a sync to a remote cluster.
+    pub sync_api_timeout: Duration,
+    /// Time between health checks of RemoteClusters and ClusterMappings that are fine.
+    pub health_interval: Duration,
+    /// First retry delay of a failing reconcile (doubled per failure, capped at 5 minutes).
+    pub base_backoff: Duration,
+    /// Objects written or deleted at once by one sync.
+    pub sync_concurrency: usize,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            api_timeout: Duration::from_secs(10),
+            sync_api_timeout: Duration::from_secs(30),
+            health_interval: Duration::from_secs(60),
+            base_backoff: Duration::from_secs(1),
+            sync_concurrency: 8,
+        }
+    }
+}
+
+/// Shared state of the reconcilers.
+#[derive(Clone)]
+pub struct Context {
+    /// Client of the cluster holding the dr-syncer resources.
+    pub client: Client,
+    /// Remote cluster clients.
+    pub registry: Registry,
+    /// Event publisher.
+    pub events: Events,
+    /// Metrics.
+    pub metrics: ControllerMetrics,
+    /// Tunables.
+    pub settings: Settings,
+}
