@@ -68,6 +68,10 @@ pub struct Args {
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=256))]
     pub sync_concurrency: u16,
 
+    /// Only manage dr-syncer resources in this namespace (default: every namespace).
+    #[arg(long, env = "WATCH_NAMESPACE")]
+    pub namespace: Option<String>,
+
     /// Print version information as JSON and exit.
     #[arg(long)]
     pub version_json: bool,

@@ -6,6 +6,7 @@
 pub mod build;
 pub mod cli;
 pub mod clusters;
+pub mod controllers;
 pub mod error;
 pub mod http;
 pub mod kube_client;

@@ -7,8 +7,8 @@ use dr_syncer_controller::metrics::Metrics;
 use dr_syncer_controller::readiness::{self, CheckerConfig, Readiness};
 use dr_syncer_controller::reconcile::events::Events;
 use dr_syncer_controller::reconcile::metrics::ControllerMetrics;
-use dr_syncer_controller::reconcile::{Context, Settings, cluster_mapping, remote_cluster};
-use dr_syncer_controller::{build, clusters, kube_client, mapping, telemetry};
+use dr_syncer_controller::reconcile::{Context, Settings};
+use dr_syncer_controller::{build, clusters, controllers, kube_client, telemetry};
 use tokio_util::sync::CancellationToken;
 
 #[tokio::main]
@@ -47,20 +47,11 @@ async fn main() -> anyhow::Result<()> {
             sync_api_timeout: args.sync_api_timeout,
             health_interval: args.health_check_interval,
             sync_concurrency: usize::from(args.sync_concurrency),
+            namespace: args.namespace.clone().filter(|n| !n.is_empty()),
             ..Settings::default()
         },
     };
-    let stop = |token: CancellationToken| async move { token.cancelled().await };
-    let controllers = tokio::spawn({
-        let (ctx, token) = (ctx, shutdown.clone());
-        async move {
-            tokio::join!(
-                remote_cluster::run(ctx.clone(), stop(token.clone())),
-                cluster_mapping::run(ctx.clone(), stop(token.clone())),
-                mapping::run(ctx, stop(token)),
-            );
-        }
-    });
+    let controllers = tokio::spawn(controllers::run(ctx, shutdown.clone()));
     tracing::info!("controllers started");
     let checks = tokio::spawn(readiness::run(client, checker, readiness, metrics, shutdown.clone()));
     let served = servers.serve(shutdown.clone()).await;

@@ -310,13 +310,13 @@ fn referencing(
 /// Runs the NamespaceMapping controller until `shutdown` resolves, then stops every sync in flight.
 pub async fn run(ctx: Context, shutdown: impl Future<Output = ()> + Send + Sync + 'static) {
     let (wake, woken) = futures::channel::mpsc::unbounded();
-    let api: Api<NamespaceMapping> = Api::all(ctx.client.clone());
+    let api: Api<NamespaceMapping> = ctx.watched();
     let controller = Controller::new(api, watcher::Config::default());
     let store = controller.store();
     let states = States::default();
     let (by_rc, by_cm) = (store.clone(), store.clone());
-    let rcs: Api<RemoteCluster> = Api::all(ctx.client.clone());
-    let cms: Api<ClusterMapping> = Api::all(ctx.client.clone());
+    let rcs: Api<RemoteCluster> = ctx.watched();
+    let cms: Api<ClusterMapping> = ctx.watched();
     let mc = Arc::new(MappingController { ctx: ctx.clone(), states: states.clone(), wake, store });
     controller
         .watches(rcs, watcher::Config::default(), move |rc: RemoteCluster| {

@@ -159,10 +159,10 @@ fn error_policy(cm: Arc<ClusterMapping>, error: &ReconcileError, ctx: Arc<Contex
 /// Runs the ClusterMapping controller until `shutdown` resolves. Changes to RemoteClusters re-verify the mappings
 /// that name them.
 pub async fn run(ctx: Context, shutdown: impl Future<Output = ()> + Send + Sync + 'static) {
-    let api: Api<ClusterMapping> = Api::all(ctx.client.clone());
+    let api: Api<ClusterMapping> = ctx.watched();
     let controller = Controller::new(api, watcher::Config::default());
     let store = controller.store();
-    let rcs: Api<RemoteCluster> = Api::all(ctx.client.clone());
+    let rcs: Api<RemoteCluster> = ctx.watched();
     controller
         .watches(rcs, watcher::Config::default(), move |rc: RemoteCluster| {
             let (ns, name) = (rc.namespace().unwrap_or_default(), rc.name_any());

@@ -21,6 +21,8 @@ pub struct Settings {
     pub base_backoff: Duration,
     /// Objects written or deleted at once by one sync.
     pub sync_concurrency: usize,
+    /// Only reconcile dr-syncer resources in this namespace (`None`: every namespace).
+    pub namespace: Option<String>,
 }
 
 impl Default for Settings {
@@ -31,6 +33,7 @@ impl Default for Settings {
             health_interval: Duration::from_secs(60),
             base_backoff: Duration::from_secs(1),
             sync_concurrency: 8,
+            namespace: None,
         }
     }
 }
@@ -48,4 +51,17 @@ pub struct Context {
     pub metrics: ControllerMetrics,
     /// Tunables.
     pub settings: Settings,
+}
+
+impl Context {
+    /// An API for dr-syncer resources of kind `K` in the watched namespace (or all namespaces).
+    pub fn watched<K>(&self) -> kube::Api<K>
+    where
+        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
+    {
+        match &self.settings.namespace {
+            Some(ns) => kube::Api::namespaced(self.client.clone(), ns),
+            None => kube::Api::all(self.client.clone()),
+        }
+    }
 }

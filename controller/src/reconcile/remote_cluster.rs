@@ -221,7 +221,7 @@ fn error_policy(rc: Arc<RemoteCluster>, error: &ReconcileError, state: Arc<State
 /// Runs the RemoteCluster controller until `shutdown` resolves. Changes to Secrets re-reconcile the
 /// RemoteClusters that reference them.
 pub async fn run(ctx: Context, shutdown: impl Future<Output = ()> + Send + Sync + 'static) {
-    let api: Api<RemoteCluster> = Api::all(ctx.client.clone());
+    let api: Api<RemoteCluster> = ctx.watched();
     let controller = Controller::new(api, watcher::Config::default());
     let store = controller.store();
     let by_secret = store.clone();

@@ -58,6 +58,9 @@ impl Applier {
     }
 }
 
+/// A value in an expected document meaning "this key must not be present".
+pub const ABSENT: &str = "<absent>";
+
 /// True when every field of `expected` is present with the same value in `actual` (extra fields in `actual`, such as
 /// server defaults, are allowed). On mismatch, returns the JSON path of the first difference.
 pub fn is_subset(expected: &Value, actual: &Value) -> Result<(), String> {
@@ -65,6 +68,12 @@ pub fn is_subset(expected: &Value, actual: &Value) -> Result<(), String> {
         match (e, a) {
             (Value::Object(em), Value::Object(am)) => {
                 for (k, ev) in em {
+                    if ev.as_str() == Some(ABSENT) {
+                        if am.contains_key(k) {
+                            return Err(format!("{path}.{k} is present, expected it absent"));
+                        }
+                        continue;
+                    }
                     let av = am.get(k).ok_or_else(|| format!("{path}.{k} is missing"))?;
                     walk(&format!("{path}.{k}"), ev, av)?;
                 }

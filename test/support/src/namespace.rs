@@ -42,6 +42,11 @@ impl TestNamespace {
         TestNamespace { name: name.to_string(), kubeconfig: cluster.kubeconfig_path().to_path_buf() }
     }
 
+    /// A guard for namespace `name`, created by someone else (the controller, say): deleted when dropped.
+    pub fn guard(cluster: &LabCluster, name: &str) -> TestNamespace {
+        TestNamespace { name: name.to_string(), kubeconfig: cluster.kubeconfig_path().to_path_buf() }
+    }
+
     /// The namespace's name.
     pub fn name(&self) -> &str {
         &self.name
