@@ -2,7 +2,9 @@
 
 use std::time::Duration;
 
-use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, Preconditions, PropagationPolicy};
+use kube::api::{
+    Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams, Preconditions, PropagationPolicy,
+};
 use kube::discovery::ApiResource;
 use serde_json::Value;
 
@@ -126,6 +128,26 @@ pub async fn apply(
 ) -> Result<(), CallError> {
     let params = PatchParams::apply(FIELD_MANAGER_SYNC).force();
     call(|| what.to_string(), timeout, api.patch(name, &params, &Patch::Apply(desired))).await.map(|_| ())
+}
+
+/// Replaces an object whole (HTTP PUT) with `desired`, as the sync field manager: fields `desired` lacks are removed.
+/// Used once when dr-syncer adopts an object it did not create.
+pub async fn replace(
+    api: &Api<DynamicObject>,
+    name: &str,
+    desired: &Value,
+    timeout: Duration,
+    what: &str,
+) -> Result<(), CallError> {
+    let decode = |e: serde_json::Error| CallError {
+        what: what.to_string(),
+        reason: "DecodeError".into(),
+        category: Category::Other,
+        message: e.to_string(),
+    };
+    let obj: DynamicObject = serde_json::from_value(desired.clone()).map_err(decode)?;
+    let params = PostParams { dry_run: false, field_manager: Some(FIELD_MANAGER_SYNC.to_string()) };
+    call(|| what.to_string(), timeout, api.replace(name, &params, &obj)).await.map(|_| ())
 }
 
 /// Deletes an object if it still has this uid (so a re-created object of the same name is never removed).

@@ -181,7 +181,11 @@ pub async fn apply(client: &Client, namespace: &str, obj: &Value) {
 pub async fn get(client: &Client, api_version: &str, kind: &str, namespace: &str, name: &str) -> Option<Value> {
     let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
     let resource = ApiResource::from_gvk(&GroupVersionKind::gvk(group, version, kind));
-    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), namespace, &resource);
+    let api: Api<DynamicObject> = if namespace.is_empty() {
+        Api::all_with(client.clone(), &resource)
+    } else {
+        Api::namespaced_with(client.clone(), namespace, &resource)
+    };
     api.get_opt(name).await.unwrap().map(|o| serde_json::to_value(o).unwrap())
 }
 

@@ -11,7 +11,7 @@ use crate::sync::api::{self, CallError};
 use crate::sync::discovery::api_resource;
 use crate::sync::kinds::SelectedKind;
 use crate::sync::object;
-use crate::sync::ownership::stamp_hash;
+use crate::sync::ownership::{Owner, stamp_hash};
 use crate::sync::plan::{Action, decide, should_prune};
 use crate::sync::report::{Category, ObjectProblem, SyncReport};
 use crate::sync::sanitize::sanitize;
@@ -35,6 +35,9 @@ pub struct KindContext<'a> {
 struct Write {
     name: String,
     desired: Value,
+    /// The DR object exists and was not written by dr-syncer: replace it whole (so fields only it has go), then
+    /// own it with server-side apply.
+    adopt: bool,
 }
 
 fn problem(kind: &str, name: &str, err: &CallError) -> ObjectProblem {
@@ -97,7 +100,14 @@ pub async fn sync(ctx: &KindContext<'_>, report: &mut SyncReport) -> Option<Vec<
         let api = &dest_api;
         let what =
             format!("apply {kind} {}/{} on DR cluster {}", job.destination_namespace, w.name, job.destination.name);
-        async move { (w.name.clone(), api::apply(api, &w.name, &w.desired, job.timeout, &what).await) }
+        async move {
+            if w.adopt
+                && let Err(e) = api::replace(api, &w.name, &w.desired, job.timeout, &what).await
+            {
+                return (w.name.clone(), Err(e));
+            }
+            (w.name.clone(), api::apply(api, &w.name, &w.desired, job.timeout, &what).await)
+        }
     }))
     .buffer_unordered(job.concurrency.max(1))
     .collect::<Vec<_>>()
@@ -195,6 +205,9 @@ fn plan_object(
             });
             None
         }
-        Action::Create | Action::Update => Some(Write { name, desired }),
+        Action::Create | Action::Update => {
+            let adopt = existing.is_some_and(|e| job.marks.owner_of(e) == Owner::Unmanaged);
+            Some(Write { name, desired, adopt })
+        }
     }
 }
