@@ -98,6 +98,17 @@ lab-status: ## Show the lab's processes.
 	@$(LAB) status
 
 ##@ Run
+.PHONY: demo
+demo: ## Set up this machine if needed, start the lab and replicate a demo app from `source` to `dr`.
+	@test/tools/setup.sh
+	@test/demo/demo.sh
+
+.PHONY: run-dr
+run-dr: ## Run the controller in the foreground against the lab's `dr` cluster, managing namespace dr-syncer (after make demo).
+	@eval "$$($(LAB) env dr)"; test -n "$$KUBECONFIG_DR" || { echo "lab not running: make demo"; exit 1; }; \
+	$(CARGO) run -p dr-syncer-controller -- --kubeconfig $$KUBECONFIG_DR --namespace dr-syncer \
+	  --metrics-bind-address 127.0.0.1:18080 --health-probe-bind-address 127.0.0.1:18081
+
 .PHONY: run
 run: ## Run the controller locally against the lab's `source` cluster (CRDs installed first).
 	@eval "$$($(LAB) env source)"; test -n "$$KUBECONFIG_SOURCE" || { echo "lab not running: make lab-up"; exit 1; }; \

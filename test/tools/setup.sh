@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Prepares a machine (Debian bookworm with a Rust toolchain) for dr-syncer's workflows; idempotent and quick when
+# everything is in place. Used by `.ci/run` and `make demo`.
+#
+#  1. Debian packages: etcd and Go (to build the lab's Kubernetes binaries), kubectl, openssl, rsync, make; and
+#     promtool, extracted from Debian's prometheus package (never installed as a service).
+#  2. Rust components rustfmt and clippy.
+#  3. The lab's Kubernetes v1.20.2 binaries, built once and cached in ~/.cache/dr-syncer (keyed by version).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+start=${start:-$SECONDS}
+step() { printf '\n==> [%ss] %s\n' "$((SECONDS - start))" "$*"; }
+
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO=sudo
+export DEBIAN_FRONTEND=noninteractive
+export DR_SYNCER_CACHE=${DR_SYNCER_CACHE:-$HOME/.cache/dr-syncer}
+
+step "Debian packages"
+# kubectl: Debian's kubernetes-client matches the lab's v1.20 servers; any kubectl already on PATH is kept.
+PKGS="etcd-server golang-1.19-go golang-github-modern-go-reflect2-dev dpkg-dev make rsync jq curl openssl git"
+command -v kubectl >/dev/null || PKGS="$PKGS kubernetes-client"
+# shellcheck disable=SC2086
+if ! dpkg -s $PKGS >/dev/null 2>&1; then
+  $SUDO apt-get update -qq
+  # shellcheck disable=SC2086
+  $SUDO apt-get install -y -qq --no-install-recommends $PKGS >/dev/null
+fi
+test/tools/ensure-tools.sh
+
+step "Rust toolchain"
+rustup component add rustfmt clippy >/dev/null 2>&1 || true
+cargo --version
+
+step "Lab binaries (Kubernetes v1.20.2 from Debian's source package)"
+test/lab/build-k8s.sh
