@@ -11,6 +11,9 @@ use dr_syncer_controller::reconcile::{Context, Settings};
 use dr_syncer_controller::{build, clusters, controllers, kube_client, telemetry};
 use tokio_util::sync::CancellationToken;
 
+/// How long shutdown waits for reconciles in flight.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
@@ -57,7 +60,10 @@ async fn main() -> anyhow::Result<()> {
     let served = servers.serve(shutdown.clone()).await;
     shutdown.cancel();
     let _ = checks.await;
-    let _ = controllers.await;
+    // Reconciles in flight may wait on slow clusters; they are idempotent, so the process does not wait long for them.
+    if tokio::time::timeout(SHUTDOWN_GRACE, controllers).await.is_err() {
+        tracing::warn!(grace = ?SHUTDOWN_GRACE, "reconciles still running at shutdown were abandoned");
+    }
     served?;
     tracing::info!("stopped");
     Ok(())

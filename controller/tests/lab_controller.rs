@@ -3,10 +3,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
-use dr_syncer_testlab::process::{Process, http_get};
+use dr_syncer_testlab::process::{Process, http_get, promtool_check};
 use dr_syncer_testlab::{EphemeralCluster, LabCluster, crds, eventually_async};
 
 const BIN: &str = env!("CARGO_BIN_EXE_dr-syncer-controller");
@@ -21,6 +20,8 @@ fn start_controller(kubeconfig: &Path, overrides: &[(&str, &str)]) -> Process {
         ("--health-probe-bind-address", "127.0.0.1:0"),
         ("--metrics-bind-address", "127.0.0.1:0"),
         ("--api-timeout", "2s"),
+        // Other tests' dr-syncer resources live in the shared clusters; these tests manage none of them.
+        ("--namespace", "lab-controller-tests-none"),
     ];
     let mut args = Vec::new();
     for (flag, value) in defaults.iter().filter(|(f, _)| !overrides.iter().any(|(o, _)| o == f)).chain(overrides) {
@@ -84,21 +85,9 @@ async fn metrics_pass_promtool_when_scraped() {
     for family in ["dr_syncer_build_info{", "process_resident_memory_bytes", "process_cpu_seconds_total"] {
         assert!(text.contains(family), "missing {family}:\n{text}");
     }
-    let mut promtool = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("promtool is required (Debian package prometheus; .ci/run installs it)");
-    std::io::Write::write_all(promtool.stdin.as_mut().unwrap(), text.as_bytes()).unwrap();
-    let out = promtool.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "promtool check metrics failed:\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    if let Err(e) = promtool_check(&text) {
+        panic!("promtool check metrics failed:\n{e}");
+    }
     assert!(ctl.terminate(Duration::from_secs(10)).success());
 }
 

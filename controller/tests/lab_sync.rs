@@ -183,6 +183,10 @@ async fn manual_mapping_syncs_only_when_triggered_and_prunes() {
     let metrics = env.metrics();
     assert!(metrics.contains("dr_syncer_last_successful_sync_timestamp_seconds{mapping=\"m\""), "{metrics}");
 
+    if let Err(e) = dr_syncer_testlab::process::promtool_check(&metrics) {
+        panic!("promtool check metrics failed:\n{e}\n{metrics}");
+    }
+
     // Deleting the mapping removes its finalizer and its metric series; DR objects stay.
     env.mappings().delete("m", &Default::default()).await.unwrap();
     eventually_async("mapping gone", WAIT, || async {

@@ -117,3 +117,21 @@ pub async fn http_get(addr: SocketAddr, path: &str) -> Result<(u16, String), Str
     let code = resp.status().as_u16();
     Ok((code, resp.text().await.map_err(|e| e.to_string())?))
 }
+
+/// Runs `promtool check metrics` on a metrics text; `Err` carries promtool's complaints.
+pub fn promtool_check(text: &str) -> Result<(), String> {
+    let mut promtool = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool is required (Debian package prometheus; test/tools/setup.sh installs it)");
+    std::io::Write::write_all(promtool.stdin.as_mut().unwrap(), text.as_bytes()).unwrap();
+    let out = promtool.wait_with_output().unwrap();
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+    }
+}
