@@ -40,8 +40,17 @@ async fn run_case(env: &Env, index: usize, dir: &Path) -> Result<(), String> {
             apply(&env.dr_client, &dst, &obj).await;
         }
     }
+    for obj in load("cluster.yaml").unwrap_or_default() {
+        apply(&env.source_client, "", &obj).await;
+        apply(&env.dr_client, "", &obj).await;
+    }
     for obj in load("source.yaml").ok_or("source.yaml missing")? {
-        apply(&env.source_client, src.name(), &obj).await;
+        // A kind from cluster.yaml (a CRD) is served a moment after it is created.
+        eventually_async(&format!("{case}: apply source object"), common::WAIT, || {
+            let (client, ns, obj) = (env.source_client.clone(), src.name().to_string(), obj.clone());
+            async move { common::try_apply(&client, &ns, &obj).await }
+        })
+        .await;
     }
     let mut spec = load("mapping.yaml").and_then(|d| d.into_iter().next()).unwrap_or_else(|| json!({}));
     let fields = spec.as_object_mut().ok_or("mapping.yaml is not a mapping")?;

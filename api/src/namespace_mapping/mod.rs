@@ -38,7 +38,7 @@ pub const DEFAULT_SCHEDULE: &str = "*/5 * * * *";
     printcolumn = r#"{"name":"Cluster Mapping","type":"string","jsonPath":".spec.clusterMappingRef.name","priority":1}"#,
     printcolumn = r#"{"name":"Phase","type":"string","jsonPath":".status.phase"}"#,
     printcolumn = r#"{"name":"Last Sync","type":"date","jsonPath":".status.lastSyncTime","description":"When the last sync finished"}"#,
-    printcolumn = r#"{"name":"Next Sync","type":"string","jsonPath":".status.nextSyncTime","description":"When the next scheduled sync starts (UTC)"}"#,
+    printcolumn = r#"{"name":"Next Sync","type":"date","jsonPath":".status.nextSyncTime","description":"When the next scheduled sync starts"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase")]

@@ -197,6 +197,16 @@ impl Registry {
         Ok(catalog)
     }
 
+    /// Forgets the discovery catalog of `rc`, so the next [`Registry::catalog`] loads it again (after a CRD was
+    /// installed, for example).
+    pub fn invalidate_catalog(&self, rc: &RemoteCluster) {
+        if let Ok(mut entries) = self.entries.lock()
+            && let Some(entry) = entries.get_mut(&key(rc))
+        {
+            entry.catalog = None;
+        }
+    }
+
     /// Drops the cached client of a deleted RemoteCluster.
     pub fn forget(&self, rc: &RemoteCluster) {
         if let Ok(mut entries) = self.entries.lock() {

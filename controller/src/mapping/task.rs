@@ -16,8 +16,10 @@ use crate::clusters::Connection;
 use crate::reconcile::Context;
 use crate::reconcile::events::Severity;
 use crate::sync::engine::{self, Endpoint, Job};
+use crate::sync::kinds::{self, Catalog};
 use crate::sync::ownership::Marks;
 use crate::sync::report::{Category, SyncFailure, SyncReport};
+use dr_syncer_api::namespace_mapping::NamespaceMappingSpec;
 
 /// Object-level events published per sync at most; the status lists more.
 pub const MAX_OBJECT_EVENTS: usize = 20;
@@ -79,7 +81,16 @@ async fn execute(ctx: &Context, plan: &Plan, running: &Running) -> SyncReport {
     let timeout = ctx.settings.sync_api_timeout;
     let (src_rc, src) = &plan.source;
     let (dst_rc, dst) = &plan.destination;
-    let catalogs = tokio::join!(ctx.registry.catalog(src_rc, src, timeout), ctx.registry.catalog(dst_rc, dst, timeout));
+    let mut catalogs =
+        tokio::join!(ctx.registry.catalog(src_rc, src, timeout), ctx.registry.catalog(dst_rc, dst, timeout));
+    if let (Ok(s), Ok(d)) = &catalogs
+        && catalogs_look_stale(&plan.mapping.spec, s, d)
+    {
+        // A cached catalog may predate a CRD installed since; look again before reporting unknown kinds.
+        ctx.registry.invalidate_catalog(src_rc);
+        ctx.registry.invalidate_catalog(dst_rc);
+        catalogs = tokio::join!(ctx.registry.catalog(src_rc, src, timeout), ctx.registry.catalog(dst_rc, dst, timeout));
+    }
     let (source_catalog, destination_catalog) = match catalogs {
         (Ok(s), Ok(d)) => (s, d),
         (Err(e), _) | (_, Err(e)) => {
@@ -111,6 +122,12 @@ async fn execute(ctx: &Context, plan: &Plan, running: &Running) -> SyncReport {
         cancel: running.cancel.clone(),
     };
     engine::run(job).await
+}
+
+/// Whether the mapping names a kind the source catalog lacks, or that the DR catalog lacks.
+fn catalogs_look_stale(spec: &NamespaceMappingSpec, source: &Catalog, destination: &Catalog) -> bool {
+    let resolution = kinds::resolve(spec.resource_types.as_deref(), spec.namespace_scoped_resources.as_deref(), source);
+    !resolution.unknown.is_empty() || resolution.kinds.iter().any(|k| destination.get(&k.group, &k.kind).is_none())
 }
 
 /// Events and metrics of a finished sync.

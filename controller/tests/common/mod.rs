@@ -177,6 +177,17 @@ pub async fn apply(client: &Client, namespace: &str, obj: &Value) {
     Applier::new(client.clone()).await.apply(namespace, &obj).await.unwrap_or_else(|e| panic!("apply {obj}: {e}"));
 }
 
+/// Like [`apply`], returning the error (for kinds that may not be served yet).
+pub async fn try_apply(client: &Client, namespace: &str, obj: &Value) -> Result<(), String> {
+    let discovery = kube::Discovery::new(client.clone()).run().await.map_err(|e| e.to_string())?;
+    let kind = obj["kind"].as_str().unwrap_or_default();
+    let (group, version) = obj["apiVersion"].as_str().unwrap_or_default().split_once('/').unwrap_or(("", "v1"));
+    if discovery.resolve_gvk(&GroupVersionKind::gvk(group, version, kind)).is_none() {
+        return Err(format!("{kind} not served yet"));
+    }
+    Applier::new(client.clone()).await.apply(namespace, obj).await.map(|_| ()).map_err(|e| e.to_string())
+}
+
 /// Gets an object as JSON, `None` when absent.
 pub async fn get(client: &Client, api_version: &str, kind: &str, namespace: &str, name: &str) -> Option<Value> {
     let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
