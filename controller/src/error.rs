@@ -59,6 +59,20 @@ pub enum Error {
     /// A metric could not be created or registered.
     #[error("cannot register metrics")]
     Metrics(#[source] prometheus::Error),
+    /// The finalizer helper of a reconciler failed.
+    #[error("finalizer of {name} failed: {message}")]
+    Finalizer {
+        /// The object.
+        name: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// An object lacks a part a reconciler needs (its namespace, say), or shared state is unusable.
+    #[error("object has no {what}")]
+    Incomplete {
+        /// The missing part.
+        what: &'static str,
+    },
     /// Logging could not be set up.
     #[error("cannot set up logging: {message}")]
     Logging {
@@ -80,6 +94,8 @@ impl Error {
             Error::Address { .. } => "InvalidAddress",
             Error::Metrics(_) => "MetricsError",
             Error::Logging { .. } => "LoggingError",
+            Error::Finalizer { .. } => "FinalizerError",
+            Error::Incomplete { .. } => "IncompleteObject",
         }
     }
 }

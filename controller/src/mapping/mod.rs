@@ -33,8 +33,8 @@ use self::decide::{Inputs, decide};
 use self::outcome::{READY, after_sync};
 use self::spec::{ClusterRefs, Invalid};
 use self::state::States;
+use crate::error::{Error, with_timeout as call};
 use crate::reconcile::conditions::{self, Desired, FALSE, TRUE};
-use crate::reconcile::error::{ReconcileError, call};
 use crate::reconcile::events::Severity;
 use crate::reconcile::{Context, backoff};
 
@@ -53,8 +53,8 @@ fn key_of(nm: &NamespaceMapping) -> String {
     format!("{}/{}", nm.namespace().unwrap_or_default(), nm.name_any())
 }
 
-async fn reconcile(nm: Arc<NamespaceMapping>, mc: Arc<MappingController>) -> Result<Action, ReconcileError> {
-    let ns = nm.namespace().ok_or(ReconcileError::Incomplete { what: "namespace" })?;
+async fn reconcile(nm: Arc<NamespaceMapping>, mc: Arc<MappingController>) -> Result<Action, Error> {
+    let ns = nm.namespace().ok_or(Error::Incomplete { what: "namespace" })?;
     let api: Api<NamespaceMapping> = Api::namespaced(mc.ctx.client.clone(), &ns);
     let name = key_of(&nm);
     let deadline = mc.ctx.settings.api_timeout * 6;
@@ -65,10 +65,8 @@ async fn reconcile(nm: Arc<NamespaceMapping>, mc: Arc<MappingController>) -> Res
         }
     });
     match tokio::time::timeout(deadline, run).await {
-        Ok(result) => result.map_err(|e| ReconcileError::Finalizer { name, message: e.to_string() }),
-        Err(_) => {
-            Err(ReconcileError::Timeout { what: format!("reconcile of NamespaceMapping {name}"), after: deadline })
-        }
+        Ok(result) => result.map_err(|e| Error::Finalizer { name, message: e.to_string() }),
+        Err(_) => Err(Error::Timeout { what: format!("reconcile of NamespaceMapping {name}"), after: deadline }),
     }
 }
 
@@ -86,7 +84,7 @@ async fn write(
     nm: &NamespaceMapping,
     previous: &NamespaceMappingStatus,
     status: &NamespaceMappingStatus,
-) -> Result<(), ReconcileError> {
+) -> Result<(), Error> {
     if status != previous {
         let api: Api<NamespaceMapping> = Api::namespaced(mc.ctx.client.clone(), &nm.namespace().unwrap_or_default());
         crate::reconcile::status::apply(&api, nm, status, mc.ctx.settings.api_timeout).await?;
@@ -103,7 +101,7 @@ async fn not_ready(
     mut status: NamespaceMappingStatus,
     why: &Invalid,
     observe: bool,
-) -> Result<(), ReconcileError> {
+) -> Result<(), Error> {
     let generation = nm.meta().generation;
     let before = conditions::get(&status.conditions, READY).map(|c| (c.status.clone(), c.reason.clone()));
     let desired = Desired { type_: READY, status: FALSE, reason: why.reason, message: why.message.clone() };
@@ -127,7 +125,7 @@ fn cancel_running(mc: &MappingController, key: &str) {
     });
 }
 
-async fn apply(nm: Arc<NamespaceMapping>, mc: &MappingController) -> Result<Action, ReconcileError> {
+async fn apply(nm: Arc<NamespaceMapping>, mc: &MappingController) -> Result<Action, Error> {
     let key = key_of(&nm);
     let generation = nm.meta().generation;
     let cached = nm.status.clone().unwrap_or_default();
@@ -152,7 +150,7 @@ async fn apply_inner(
     mc: &MappingController,
     previous: &NamespaceMappingStatus,
     mut status: NamespaceMappingStatus,
-) -> Result<Action, ReconcileError> {
+) -> Result<Action, Error> {
     let ctx = &mc.ctx;
     let key = key_of(nm);
     let ns = nm.namespace().unwrap_or_default();
@@ -268,7 +266,7 @@ async fn apply_inner(
 }
 
 /// Removes the sync-now annotations; remembers the version that carried them so a stale cache cannot re-trigger.
-async fn remove_sync_now(mc: &MappingController, nm: &NamespaceMapping) -> Result<(), ReconcileError> {
+async fn remove_sync_now(mc: &MappingController, nm: &NamespaceMapping) -> Result<(), Error> {
     let api: Api<NamespaceMapping> = Api::namespaced(mc.ctx.client.clone(), &nm.namespace().unwrap_or_default());
     let patch =
         serde_json::json!({"metadata": {"annotations": {ANNOTATION_SYNC_NOW: null, ANNOTATION_TRIGGER_SYNC: null}}});
@@ -279,7 +277,7 @@ async fn remove_sync_now(mc: &MappingController, nm: &NamespaceMapping) -> Resul
     Ok(())
 }
 
-fn error_policy(nm: Arc<NamespaceMapping>, error: &ReconcileError, mc: Arc<MappingController>) -> Action {
+fn error_policy(nm: Arc<NamespaceMapping>, error: &Error, mc: Arc<MappingController>) -> Action {
     tracing::warn!(mapping = %key_of(&nm), error = %error, "reconcile failed");
     mc.ctx.metrics.reconcile_error("namespacemapping", error.reason());
     Action::requeue(backoff::jittered(Duration::from_secs(2), 2, backoff::MAX_BACKOFF))

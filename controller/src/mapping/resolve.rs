@@ -8,8 +8,8 @@ use kube::{Api, ResourceExt};
 
 use super::spec::{ClusterRefs, Invalid, validate};
 use crate::clusters::Connection;
+use crate::error::with_timeout as call;
 use crate::reconcile::Context;
-use crate::reconcile::error::call;
 
 /// Both clusters of a mapping with their clients.
 pub struct Resolved {

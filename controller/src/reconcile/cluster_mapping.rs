@@ -15,9 +15,9 @@ use kube::{Api, Resource, ResourceExt};
 use super::backoff;
 use super::conditions::{self, Desired, FALSE, TRUE};
 use super::context::Context;
-use super::error::{ReconcileError, call};
 use super::events::Severity;
 use crate::clusters;
+use crate::error::{Error, with_timeout as call};
 
 /// Condition: the source cluster answers.
 pub const SOURCE_REACHABLE: &str = "SourceReachable";
@@ -112,8 +112,8 @@ async fn check_side(ctx: &Context, ns: &str, name: &str, same_as_other: bool) ->
         .map_err(|(r, m)| (r, format!("RemoteCluster {name}: {m}")))
 }
 
-async fn reconcile(cm: Arc<ClusterMapping>, ctx: Arc<Context>) -> Result<Action, ReconcileError> {
-    let ns = cm.namespace().ok_or(ReconcileError::Incomplete { what: "namespace" })?;
+async fn reconcile(cm: Arc<ClusterMapping>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let ns = cm.namespace().ok_or(Error::Incomplete { what: "namespace" })?;
     let api: Api<ClusterMapping> = Api::namespaced(ctx.client.clone(), &ns);
     let previous = cm.status.clone().unwrap_or_default();
     let generation = cm.meta().generation;
@@ -150,7 +150,7 @@ async fn reconcile(cm: Arc<ClusterMapping>, ctx: Arc<Context>) -> Result<Action,
     Ok(Action::requeue(backoff::jittered(ctx.settings.base_backoff, failures, backoff::MAX_BACKOFF)))
 }
 
-fn error_policy(cm: Arc<ClusterMapping>, error: &ReconcileError, ctx: Arc<Context>) -> Action {
+fn error_policy(cm: Arc<ClusterMapping>, error: &Error, ctx: Arc<Context>) -> Action {
     tracing::warn!(cluster_mapping = %cm.name_any(), error = %error, "reconcile failed");
     ctx.metrics.reconcile_error("clustermapping", error.reason());
     Action::requeue(backoff::jittered(Duration::from_secs(2), 2, backoff::MAX_BACKOFF))

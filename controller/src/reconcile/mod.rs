@@ -4,11 +4,9 @@ pub mod backoff;
 pub mod cluster_mapping;
 pub mod conditions;
 pub mod context;
-pub mod error;
 pub mod events;
 pub mod metrics;
 pub mod remote_cluster;
 pub mod status;
 
 pub use context::{Context, Settings};
-pub use error::ReconcileError;

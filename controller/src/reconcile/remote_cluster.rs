@@ -18,9 +18,9 @@ use kube::{Api, Resource, ResourceExt};
 use super::backoff;
 use super::conditions::{self, Desired, FALSE, TRUE, UNKNOWN};
 use super::context::Context;
-use super::error::ReconcileError;
 use super::events::Severity;
 use crate::clusters::{self, registry};
+use crate::error::Error;
 
 /// Condition: the kubeconfig Secret and key exist.
 pub const KUBECONFIG_AVAILABLE: &str = "KubeconfigAvailable";
@@ -133,9 +133,9 @@ pub struct State {
     failures: Mutex<HashMap<String, u32>>,
 }
 
-async fn reconcile(rc: Arc<RemoteCluster>, state: Arc<State>) -> Result<Action, ReconcileError> {
+async fn reconcile(rc: Arc<RemoteCluster>, state: Arc<State>) -> Result<Action, Error> {
     let ctx = &state.ctx;
-    let ns = rc.namespace().ok_or(ReconcileError::Incomplete { what: "namespace" })?;
+    let ns = rc.namespace().ok_or(Error::Incomplete { what: "namespace" })?;
     let key = registry::key(&rc);
     sweep(&state);
     let outcome = match ctx.registry.connect(&ctx.client, &rc, ctx.settings.api_timeout).await {
@@ -162,7 +162,7 @@ async fn reconcile(rc: Arc<RemoteCluster>, state: Arc<State>) -> Result<Action, 
     ctx.metrics.set_cluster_healthy(&ns, &rc.name_any(), Some(outcome.healthy()));
     publish_transitions(ctx, &rc, &previous, &status).await;
     let failures = {
-        let mut map = state.failures.lock().map_err(|_| ReconcileError::Incomplete { what: "lock" })?;
+        let mut map = state.failures.lock().map_err(|_| Error::Incomplete { what: "lock" })?;
         if outcome.healthy() {
             map.remove(&key);
             0
@@ -212,7 +212,7 @@ fn sweep(state: &State) {
     }
 }
 
-fn error_policy(rc: Arc<RemoteCluster>, error: &ReconcileError, state: Arc<State>) -> Action {
+fn error_policy(rc: Arc<RemoteCluster>, error: &Error, state: Arc<State>) -> Action {
     tracing::warn!(remote_cluster = %registry::key(&rc), error = %error, "reconcile failed");
     state.ctx.metrics.reconcile_error("remotecluster", error.reason());
     Action::requeue(backoff::jittered(Duration::from_secs(2), 2, backoff::MAX_BACKOFF))

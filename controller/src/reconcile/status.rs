@@ -9,10 +9,10 @@ use kube::{Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::error::ReconcileError;
+use crate::error::{Error, with_timeout};
 
 /// Applies `status` as the whole status of `obj`, owned by the status field manager. Returns the updated object.
-pub async fn apply<K, S>(api: &Api<K>, obj: &K, status: &S, timeout: Duration) -> Result<K, ReconcileError>
+pub async fn apply<K, S>(api: &Api<K>, obj: &K, status: &S, timeout: Duration) -> Result<K, Error>
 where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug,
     S: Serialize,
@@ -26,9 +26,5 @@ where
     let params = PatchParams::apply(FIELD_MANAGER_STATUS).force();
     let name = obj.name_any();
     let what = format!("update status of {} {}/{}", K::kind(&()), obj.namespace().unwrap_or_default(), name);
-    match tokio::time::timeout(timeout, api.patch_status(&name, &params, &Patch::Apply(&body))).await {
-        Ok(Ok(updated)) => Ok(updated),
-        Ok(Err(source)) => Err(ReconcileError::Api { what, source }),
-        Err(_) => Err(ReconcileError::Timeout { what, after: timeout }),
-    }
+    with_timeout(what, timeout, api.patch_status(&name, &params, &Patch::Apply(&body))).await
 }

@@ -58,6 +58,16 @@ pub fn classify(err: &kube::Error) -> (Category, String, String) {
     }
 }
 
+/// An object that could not be converted between its typed and JSON forms.
+fn decode_error(what: &str, e: &serde_json::Error) -> CallError {
+    CallError {
+        what: what.to_string(),
+        reason: "DecodeError".into(),
+        category: Category::Other,
+        message: e.to_string(),
+    }
+}
+
 /// Runs a call with a timeout, classifying its failure.
 pub async fn call<T>(
     what: impl FnOnce() -> String,
@@ -100,12 +110,7 @@ pub async fn list_all(
         let page = call(|| what.to_string(), timeout, api.list(&params)).await?;
         token = page.metadata.continue_.clone().filter(|t| !t.is_empty());
         for item in page.items {
-            let mut value = serde_json::to_value(&item).map_err(|e| CallError {
-                what: what.to_string(),
-                reason: "DecodeError".into(),
-                category: Category::Other,
-                message: e.to_string(),
-            })?;
+            let mut value = serde_json::to_value(&item).map_err(|e| decode_error(what, &e))?;
             if let Some(map) = value.as_object_mut() {
                 map.insert("apiVersion".into(), Value::String(resource.api_version.clone()));
                 map.insert("kind".into(), Value::String(resource.kind.clone()));
@@ -139,13 +144,7 @@ pub async fn replace(
     timeout: Duration,
     what: &str,
 ) -> Result<(), CallError> {
-    let decode = |e: serde_json::Error| CallError {
-        what: what.to_string(),
-        reason: "DecodeError".into(),
-        category: Category::Other,
-        message: e.to_string(),
-    };
-    let obj: DynamicObject = serde_json::from_value(desired.clone()).map_err(decode)?;
+    let obj: DynamicObject = serde_json::from_value(desired.clone()).map_err(|e| decode_error(what, &e))?;
     let params = PostParams { dry_run: false, field_manager: Some(FIELD_MANAGER_SYNC.to_string()) };
     call(|| what.to_string(), timeout, api.replace(name, &params, &obj)).await.map(|_| ())
 }
@@ -177,12 +176,7 @@ pub async fn get_opt(
     what: &str,
 ) -> Result<Option<Value>, CallError> {
     let obj = call(|| what.to_string(), timeout, api.get_opt(name)).await?;
-    obj.map(|o| serde_json::to_value(&o)).transpose().map_err(|e| CallError {
-        what: what.to_string(),
-        reason: "DecodeError".into(),
-        category: Category::Other,
-        message: e.to_string(),
-    })
+    obj.map(|o| serde_json::to_value(&o)).transpose().map_err(|e| decode_error(what, &e))
 }
 
 #[cfg(test)]
