@@ -40,6 +40,10 @@ async fn run_case(env: &Env, index: usize, dir: &Path) -> Result<(), String> {
             apply(&env.dr_client, &dst, &obj).await;
         }
     }
+    // A user label on the source namespace, for cases about namespace labels.
+    let label = json!({"metadata": {"labels": {"dr-syncer-case": case}}});
+    let namespaces: kube::Api<k8s_openapi::api::core::v1::Namespace> = kube::Api::all(env.source_client.clone());
+    namespaces.patch(src.name(), &kube::api::PatchParams::default(), &kube::api::Patch::Merge(&label)).await.unwrap();
     for obj in load("cluster.yaml").unwrap_or_default() {
         apply(&env.source_client, "", &obj).await;
         apply(&env.dr_client, "", &obj).await;

@@ -146,8 +146,15 @@ async fn manual_mapping_syncs_only_when_triggered_and_prunes() {
         "Manual: no sync by itself"
     );
 
+    let source_version = |name: &'static str| {
+        let client = env.source_client.clone();
+        let ns = src.name().to_string();
+        async move { get(&client, "v1", "ConfigMap", &ns, name).await.unwrap()["metadata"]["resourceVersion"].clone() }
+    };
+    let source_before = source_version("a").await;
     env.sync_now("m").await;
     let s = env.wait_synced_after("m", None).await;
+    assert_eq!(source_version("a").await, source_before, "the source cluster is never written");
     assert_eq!(condition(&s.conditions, "Synced"), ("True".into(), "Synced".into()));
     let counts = s.resource_counts.iter().find(|k| k.kind == "ConfigMap").unwrap();
     assert_eq!(counts.applied, 2);
