@@ -179,7 +179,7 @@ async fn manual_mapping_syncs_only_when_triggered_and_prunes() {
             if s.last_handled_trigger.as_deref() == Some("run-2") { Ok(s.clone()) } else { Err("not yet".into()) }
         })
         .await;
-    assert!(s.last_sync_time.unwrap().0 >= first);
+    assert!(s.last_sync_time.clone().unwrap().0 >= first);
     let counts = s.resource_counts.iter().find(|k| k.kind == "ConfigMap").unwrap();
     assert_eq!((counts.pruned, counts.unchanged, counts.applied), (1, 1, 0), "{counts:?}");
     assert!(get(&env.dr_client, "v1", "ConfigMap", &dst_name, "b").await.is_none());
@@ -193,6 +193,27 @@ async fn manual_mapping_syncs_only_when_triggered_and_prunes() {
     if let Err(e) = dr_syncer_testlab::process::promtool_check(&metrics) {
         panic!("promtool check metrics failed:\n{e}\n{metrics}");
     }
+
+    // The Go operator's trigger annotation works too, and is removed once handled.
+    let before = s.last_sync_time.clone().unwrap().0;
+    let patch = json!({"metadata": {"annotations": {"dr-syncer.io/trigger-sync": "legacy"}}});
+    env.mappings().patch("m", &kube::api::PatchParams::default(), &kube::api::Patch::Merge(&patch)).await.unwrap();
+    eventually_async("legacy trigger handled", WAIT, || async {
+        let nm = env.mappings().get("m").await.map_err(|e| e.to_string())?;
+        let annotated = nm.metadata.annotations.unwrap_or_default().contains_key("dr-syncer.io/trigger-sync");
+        // Times have whole seconds, so count the successful syncs: sync-now, syncTrigger, and this one.
+        let syncs = env.metrics().lines().any(|l| {
+            l.starts_with("dr_syncer_syncs_total{")
+                && l.contains("mapping=\"m\"")
+                && l.contains("success")
+                && l.ends_with(" 3")
+        });
+        match nm.status.and_then(|s| s.last_sync_time) {
+            Some(t) if t.0 >= before && !annotated && syncs => Ok(()),
+            other => Err(format!("annotated={annotated} three syncs={syncs} last sync {other:?}")),
+        }
+    })
+    .await;
 
     // Deleting the mapping removes its finalizer and its metric series; DR objects stay.
     env.mappings().delete("m", &Default::default()).await.unwrap();
