@@ -2,15 +2,16 @@
 # build-k8s.sh [COMPONENT...]: build Kubernetes v1.20.2 components offline from Debian bookworm's `kubernetes`
 # source package with Debian's Go 1.19, into $LAB_BIN (default ~/.cache/dr-syncer/k8s-v1.20.2-rN/bin).
 #
-# Default components: kube-apiserver kube-controller-manager. Components already built are skipped, so a second
-# run does nothing. Safe to run concurrently (flock on the cache directory).
+# Default components: the control plane (kube-apiserver, kube-controller-manager, kube-scheduler) and the node
+# (kubelet, kube-proxy). Components already built are skipped, so a second run does nothing. Safe to run
+# concurrently (flock on the cache directory). kubelet is built from a tree patched by patch-kubelet.sh.
 #
 # Recipe and the reasons for each fix: ../../docs/lab.md ("How the lab binaries are built").
 set -euo pipefail
 . "$(dirname "$0")/lib/common.sh"
 
 COMPONENTS=("$@")
-[ ${#COMPONENTS[@]} -gt 0 ] || COMPONENTS=(kube-apiserver kube-controller-manager)
+[ ${#COMPONENTS[@]} -gt 0 ] || COMPONENTS=(kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy)
 
 missing=()
 for c in "${COMPONENTS[@]}"; do
@@ -66,6 +67,8 @@ export PATH=/usr/lib/go-1.19/bin:$PATH GOTOOLCHAIN=local GO111MODULE=off GOFLAGS
   GOPATH=$WORK/gopath GOCACHE=$WORK/gocache
 # pkg/generated/openapi is not shipped in the tarball.
 make gen_openapi >"$WORK/gen_openapi.log" 2>&1 || { lab_tail_log "$WORK/gen_openapi.log"; lab_die "make gen_openapi failed"; }
+# Several kubelets on one machine need the lab patches (they change nothing unless their variables are set).
+"$LAB_ROOT/patch-kubelet.sh" "$PWD"
 V=""
 for p in k8s.io/kubernetes/vendor/k8s.io/component-base/version k8s.io/kubernetes/vendor/k8s.io/client-go/pkg/version; do
   V="$V -X $p.gitVersion=v$K8S_VERSION -X $p.gitMajor=1 -X $p.gitMinor=20 -X $p.gitTreeState=clean"
