@@ -127,6 +127,13 @@ pub const FIELD_MANAGER_STATUS: &str = "dr-syncer-status";
 pub const FIELD_MANAGER_DATA: &str = "dr-syncer-data";
 /// Field manager of `crdgen --apply` and the chart tooling when installing CRDs.
 pub const FIELD_MANAGER_CRDS: &str = "dr-syncer-crds";
+/// Field manager of the controller's leader election when it writes its Lease.
+pub const FIELD_MANAGER_LEADER: &str = "dr-syncer-leader-election";
+
+// ---- Leader election -----------------------------------------------------------------------------------------------
+
+/// Default name of the coordination.k8s.io Lease the controller replicas compete for.
+pub const LEADER_ELECTION_LEASE: &str = "dr-syncer-controller";
 
 /// The value dr-syncer treats as "true" in string-valued labels and annotations.
 pub const TRUE_VALUE: &str = "true";

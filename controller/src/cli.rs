@@ -72,6 +72,26 @@ pub struct Args {
     #[arg(long, env = "WATCH_NAMESPACE")]
     pub namespace: Option<String>,
 
+    /// Run only while holding the leader Lease, so several replicas can run with one active (high availability).
+    #[arg(long, env = "LEADER_ELECT", default_value_t = false)]
+    pub leader_elect: bool,
+
+    /// Name of the coordination.k8s.io Lease replicas compete for.
+    #[arg(long, default_value = dr_syncer_api::constants::LEADER_ELECTION_LEASE)]
+    pub leader_election_id: String,
+
+    /// Namespace of the Lease (default: POD_NAMESPACE, else the service account's namespace in a pod).
+    #[arg(long, env = "POD_NAMESPACE")]
+    pub leader_election_namespace: Option<String>,
+
+    /// How long the leader's hold lasts without renewal; a standby takes over within this after the leader dies.
+    #[arg(long, default_value = "15s", value_parser = parse_duration)]
+    pub leader_election_lease_duration: Duration,
+
+    /// The leader renews its hold this long before it expires.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    pub leader_election_renew_grace: Duration,
+
     /// Print version information as JSON and exit.
     #[arg(long)]
     pub version_json: bool,

@@ -73,6 +73,12 @@ pub enum Error {
         /// The missing part.
         what: &'static str,
     },
+    /// Leader election failed (the Lease cannot be used, or its manager stopped).
+    #[error("leader election: {message}")]
+    Leadership {
+        /// What went wrong.
+        message: String,
+    },
     /// Logging could not be set up.
     #[error("cannot set up logging: {message}")]
     Logging {
@@ -96,6 +102,7 @@ impl Error {
             Error::Logging { .. } => "LoggingError",
             Error::Finalizer { .. } => "FinalizerError",
             Error::Incomplete { .. } => "IncompleteObject",
+            Error::Leadership { .. } => "LeaderElectionError",
         }
     }
 }

@@ -4,16 +4,19 @@
 //! and serves `/healthz`, `/readyz` and `/metrics`. The reconcilers and the sync engine build on this.
 
 pub mod build;
+pub mod caches;
 pub mod cli;
 pub mod clusters;
 pub mod controllers;
 pub mod error;
 pub mod http;
 pub mod kube_client;
+pub mod leader;
 pub mod mapping;
 pub mod metrics;
 pub mod readiness;
 pub mod reconcile;
+pub mod supervisor;
 pub mod sync;
 pub mod telemetry;
 

@@ -3,16 +3,18 @@
 use clap::Parser;
 use dr_syncer_controller::cli::{Args, parse_listen_address};
 use dr_syncer_controller::http::{AppState, Servers};
+use dr_syncer_controller::leader::{ElectionConfig, RoleCell};
 use dr_syncer_controller::metrics::Metrics;
 use dr_syncer_controller::readiness::{self, CheckerConfig, Readiness};
 use dr_syncer_controller::reconcile::events::Events;
 use dr_syncer_controller::reconcile::metrics::ControllerMetrics;
 use dr_syncer_controller::reconcile::{Context, Settings};
-use dr_syncer_controller::{build, clusters, controllers, kube_client, telemetry};
+use dr_syncer_controller::supervisor::{self, Ending};
+use dr_syncer_controller::{build, clusters, kube_client, leader, telemetry};
 use tokio_util::sync::CancellationToken;
 
-/// How long shutdown waits for reconciles in flight.
-const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+/// Where a pod's service account names its namespace.
+const POD_NAMESPACE_FILE: &str = "/var/run/secrets/kubernetes.io/serviceaccount/namespace";
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -34,7 +36,11 @@ async fn main() -> anyhow::Result<()> {
         api_timeout: args.api_timeout,
         interval: args.readiness_interval,
     };
-    let readiness = Readiness::default();
+    let election = election_config(&args)?;
+    let role = RoleCell::new(supervisor::initial_role(election.is_some()));
+    let caches = dr_syncer_controller::caches::Caches::default();
+    let local = readiness::Local { role: role.clone(), caches: caches.clone() };
+    let readiness = Readiness::with_local(local);
     let state = AppState { readiness: readiness.clone(), metrics: metrics.clone(), stall_limit: checker.stall_limit() };
     let servers = Servers::bind(probe_addr, metrics_addr, state).await?;
 
@@ -53,20 +59,46 @@ async fn main() -> anyhow::Result<()> {
             namespace: args.namespace.clone().filter(|n| !n.is_empty()),
             ..Settings::default()
         },
+        caches,
     };
-    let controllers = tokio::spawn(controllers::run(ctx, shutdown.clone()));
-    tracing::info!("controllers started");
-    let checks = tokio::spawn(readiness::run(client, checker, readiness, metrics, shutdown.clone()));
-    let served = servers.serve(shutdown.clone()).await;
+    let checks = tokio::spawn(readiness::run(client.clone(), checker, readiness, metrics, shutdown.clone()));
+    let served = tokio::spawn(servers.serve(shutdown.clone()));
+    let ending = supervisor::run(client, ctx, election, role, shutdown.clone()).await?;
+    if let Ending::LostLeadership(reason) = ending {
+        // Exiting is the only way to stop every write this replica started; Kubernetes restarts it as a standby.
+        tracing::error!(%reason, "lost leadership; exiting so this replica stops writing at once");
+        std::process::exit(1);
+    }
     shutdown.cancel();
     let _ = checks.await;
-    // Reconciles in flight may wait on slow clusters; they are idempotent, so the process does not wait long for them.
-    if tokio::time::timeout(SHUTDOWN_GRACE, controllers).await.is_err() {
-        tracing::warn!(grace = ?SHUTDOWN_GRACE, "reconciles still running at shutdown were abandoned");
-    }
-    served?;
+    served.await??;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Leader election settings when `--leader-elect` is on.
+fn election_config(args: &Args) -> anyhow::Result<Option<ElectionConfig>> {
+    if !args.leader_elect {
+        return Ok(None);
+    }
+    if args.leader_election_renew_grace >= args.leader_election_lease_duration {
+        anyhow::bail!("--leader-election-renew-grace must be shorter than --leader-election-lease-duration");
+    }
+    let namespace = match args.leader_election_namespace.clone().filter(|n| !n.is_empty()) {
+        Some(ns) => ns,
+        None => std::fs::read_to_string(POD_NAMESPACE_FILE).map(|s| s.trim().to_string()).map_err(|e| {
+            anyhow::anyhow!("--leader-elect needs --leader-election-namespace or POD_NAMESPACE outside a pod: {e}")
+        })?,
+    };
+    let base = std::env::var("POD_NAME").unwrap_or_else(|_| "dr-syncer-controller".to_string());
+    Ok(Some(ElectionConfig {
+        lease_name: args.leader_election_id.clone(),
+        namespace,
+        identity: leader::identity(&base),
+        duration: args.leader_election_lease_duration,
+        grace: args.leader_election_renew_grace,
+        api_timeout: args.api_timeout,
+    }))
 }
 
 /// Cancels `shutdown` on SIGTERM or SIGINT.

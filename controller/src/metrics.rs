@@ -15,6 +15,8 @@ pub struct Metrics {
     pub ready: IntGauge,
     /// 1 per readiness check that currently passes, 0 when it fails; label `check` (`api` or a CRD name).
     pub readiness_check: IntGaugeVec,
+    /// 1 while this replica runs the reconcilers (it holds the leader Lease, or leader election is off).
+    pub leader: IntGauge,
 }
 
 impl Metrics {
@@ -39,13 +41,19 @@ impl Metrics {
             &["check"],
         )
         .map_err(Error::Metrics)?;
+        let leader = IntGauge::new(
+            format!("{PREFIX}_leader"),
+            "1 while this replica runs the reconcilers: it holds the leader Lease, or leader election is off.",
+        )
+        .map_err(Error::Metrics)?;
+        registry.register(Box::new(leader.clone())).map_err(Error::Metrics)?;
         registry.register(Box::new(build_info)).map_err(Error::Metrics)?;
         registry.register(Box::new(ready.clone())).map_err(Error::Metrics)?;
         registry.register(Box::new(readiness_check.clone())).map_err(Error::Metrics)?;
         registry
             .register(Box::new(prometheus::process_collector::ProcessCollector::for_self()))
             .map_err(Error::Metrics)?;
-        Ok(Metrics { registry, ready, readiness_check })
+        Ok(Metrics { registry, ready, readiness_check, leader })
     }
 
     /// The registry, for components that add their own metrics.

@@ -1,4 +1,6 @@
-//! Readiness: is the controller's API server reachable, and are the dr-syncer CRDs installed and Established?
+//! Readiness: is the controller's API server reachable, are the dr-syncer CRDs installed and Established, and —
+//! on the replica that leads — have the controllers' watches finished their initial list (caches synced)? A standby
+//! replica is ready when the API and CRDs are: it can take over at once.
 //!
 //! A background task runs the checks (every second while not ready, every `interval` while ready) and publishes a
 //! [`Report`]; `/readyz` serves the latest report and `/healthz` fails when the task stops making progress.
@@ -10,11 +12,43 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use kube::{Api, Client};
 use tokio_util::sync::CancellationToken;
 
+use crate::caches::Caches;
 use crate::error::with_timeout;
+use crate::leader::{Role, RoleCell};
 use crate::metrics::Metrics;
 
 /// Name of the API-reachability check.
 pub const CHECK_API: &str = "api";
+/// Name of the leader-election / caches check.
+pub const CHECK_CONTROLLERS: &str = "controllers";
+
+/// This process's own state that readiness reports on.
+#[derive(Clone)]
+pub struct Local {
+    /// Leader, standby or single replica.
+    pub role: RoleCell,
+    /// Initial-list state of the controllers' watches.
+    pub caches: Caches,
+}
+
+/// The controllers check: a standby passes; a leader (or single replica) passes once every cache synced.
+pub fn controllers_check(role: &Role, pending: Option<Vec<&'static str>>) -> Check {
+    let (ok, detail) = match (role, pending) {
+        (Role::Standby, _) => (true, "standby: waiting for the leader Lease".to_string()),
+        (_, None) => (false, "controllers not started yet".to_string()),
+        (_, Some(p)) if p.is_empty() => (true, format!("{} and caches synced", role_name(role))),
+        (_, Some(p)) => (false, format!("waiting for the initial list of {}", p.join(", "))),
+    };
+    Check { name: CHECK_CONTROLLERS.into(), ok, detail }
+}
+
+fn role_name(role: &Role) -> &'static str {
+    match role {
+        Role::Single => "running",
+        Role::Standby => "standby",
+        Role::Leader => "leading",
+    }
+}
 /// Interval of checks while not ready.
 const NOT_READY_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -86,18 +120,31 @@ pub fn crd_check(name: &str, crd: Option<&CustomResourceDefinition>) -> Check {
 pub struct Readiness {
     report: Arc<RwLock<Report>>,
     progress: Arc<RwLock<Instant>>,
+    local: Option<Local>,
 }
 
 impl Default for Readiness {
     fn default() -> Self {
-        Readiness { report: Arc::default(), progress: Arc::new(RwLock::new(Instant::now())) }
+        Readiness { report: Arc::default(), progress: Arc::new(RwLock::new(Instant::now())), local: None }
     }
 }
 
 impl Readiness {
-    /// The latest report.
+    /// Readiness that also reports this process's role and caches (evaluated at every read, so a replica that
+    /// just became leader is not ready until its caches synced).
+    pub fn with_local(local: Local) -> Self {
+        Readiness { local: Some(local), ..Readiness::default() }
+    }
+
+    /// The latest report of the API and CRD checks, plus the current controllers check.
     pub fn report(&self) -> Report {
-        self.report.read().map(|r| r.clone()).unwrap_or_default()
+        let mut report = self.report.read().map(|r| r.clone()).unwrap_or_default();
+        if let Some(local) = &self.local
+            && !report.checks.is_empty()
+        {
+            report.checks.push(controllers_check(&local.role.get(), local.caches.pending()));
+        }
+        report
     }
 
     /// Time since the checker last finished a round (or since start).
@@ -133,7 +180,7 @@ impl CheckerConfig {
     }
 }
 
-/// Runs one round of checks.
+/// Runs one round of the API and CRD checks.
 pub async fn probe(client: &Client, cfg: &CheckerConfig) -> Report {
     let mut checks = Vec::with_capacity(cfg.crd_names.len() + 1);
     match with_timeout("get /version", cfg.api_timeout, client.apiserver_version()).await {
@@ -171,7 +218,11 @@ pub async fn run(
 ) {
     let mut was_ready: Option<bool> = None;
     loop {
-        let report = probe(&client, &cfg).await;
+        readiness.publish(probe(&client, &cfg).await);
+        let report = readiness.report();
+        if let Some(local) = &readiness.local {
+            metrics.leader.set(i64::from(local.role.get() != Role::Standby));
+        }
         let ready = report.ready();
         metrics.ready.set(i64::from(ready));
         for c in &report.checks {
@@ -179,7 +230,7 @@ pub async fn run(
         }
         if was_ready != Some(ready) {
             if ready {
-                tracing::info!("ready: API server reachable and dr-syncer CRDs established");
+                tracing::info!("ready: API server reachable, dr-syncer CRDs established, controllers ready");
             } else {
                 let failing: Vec<_> =
                     report.checks.iter().filter(|c| !c.ok).map(|c| format!("{}: {}", c.name, c.detail)).collect();
@@ -187,7 +238,6 @@ pub async fn run(
             }
             was_ready = Some(ready);
         }
-        readiness.publish(report);
         let wait = if ready { cfg.interval } else { NOT_READY_INTERVAL };
         tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -263,6 +313,22 @@ mod tests {
         assert!(body.contains("[-]a.dr-syncer.io not installed"), "{body}");
         assert!(body.ends_with("readyz check failed\n"));
         assert!(!Report::default().ready());
+    }
+
+    #[test]
+    fn controllers_check_passes_for_standby_and_synced_leader() {
+        let cases: Vec<(Role, Option<Vec<&'static str>>, bool, &str)> = vec![
+            (Role::Standby, None, true, "standby"),
+            (Role::Leader, None, false, "controllers not started"),
+            (Role::Leader, Some(vec!["remoteclusters"]), false, "waiting for the initial list of remoteclusters"),
+            (Role::Leader, Some(vec![]), true, "leading and caches synced"),
+            (Role::Single, Some(vec![]), true, "running and caches synced"),
+        ];
+        for (role, pending, ok, detail) in cases {
+            let c = controllers_check(&role, pending);
+            assert_eq!((c.ok, c.detail.as_str()), (ok, c.detail.as_str()));
+            assert!(c.detail.starts_with(detail), "{} vs {detail}", c.detail);
+        }
     }
 
     #[test]

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use dr_syncer_api::namespace_mapping::{NamespaceMappingStatus, ReplicationMode};
+use dr_syncer_api::namespace_mapping::{NamespaceMappingPhase, NamespaceMappingStatus, ReplicationMode};
 use jiff::{SignedDuration, Timestamp};
 
 use crate::reconcile::conditions;
@@ -25,6 +25,9 @@ pub enum SyncReason {
     Scheduled,
     /// The periodic full sync (Continuous mode).
     Periodic,
+    /// The status says a sync is running but none runs here: it was cut short (the controller restarted, or
+    /// another replica took the lead), so it runs again.
+    Interrupted,
 }
 
 impl SyncReason {
@@ -37,6 +40,7 @@ impl SyncReason {
             SyncReason::Retry => "retrying the failed sync".into(),
             SyncReason::Scheduled => "scheduled".into(),
             SyncReason::Periodic => "periodic full sync".into(),
+            SyncReason::Interrupted => "resuming a sync that was interrupted (restart or leader change)".into(),
         }
     }
 }
@@ -110,7 +114,7 @@ pub fn stalled(status: &NamespaceMappingStatus, generation: Option<i64>) -> bool
         .is_some_and(|c| c.status == conditions::TRUE && c.observed_generation == generation)
 }
 
-/// Decides whether to sync now. Pure.
+/// Decides whether to sync now (called only while no sync of the mapping runs in this process). Pure.
 pub fn decide(input: &Inputs<'_>) -> Decision {
     let status = input.status;
     let now = input.now;
@@ -120,6 +124,8 @@ pub fn decide(input: &Inputs<'_>) -> Decision {
         Some(SyncReason::SyncNow)
     } else if let Some(t) = new_trigger {
         Some(SyncReason::SpecTrigger(t.to_string()))
+    } else if status.phase == Some(NamespaceMappingPhase::Running) {
+        Some(SyncReason::Interrupted)
     } else if new_generation && input.mode != ReplicationMode::Manual {
         Some(SyncReason::SpecChanged)
     } else {

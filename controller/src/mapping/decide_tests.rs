@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use dr_syncer_api::common::Time;
-use dr_syncer_api::namespace_mapping::{NamespaceMappingStatus, ReplicationMode, RetryStatus};
+use dr_syncer_api::namespace_mapping::{NamespaceMappingPhase, NamespaceMappingStatus, ReplicationMode, RetryStatus};
 use jiff::Timestamp;
 
 use super::decide::*;
@@ -136,4 +136,13 @@ fn fixed_jitter_is_stable_and_bounded() {
     assert_eq!(a, fixed_jitter("uid-1", max));
     assert!(a < max);
     assert_eq!(fixed_jitter("uid-1", Duration::ZERO), Duration::ZERO);
+}
+
+#[test]
+fn decide_resumes_sync_when_status_says_running_but_none_runs_here() {
+    let status = NamespaceMappingStatus { phase: Some(NamespaceMappingPhase::Running), ..synced(1) };
+    for mode in [ReplicationMode::Manual, ReplicationMode::Scheduled, ReplicationMode::Continuous] {
+        let d = decide(&Inputs { mode, ..input(&status, &Cadence::Never, "2026-01-01T10:02:00Z") });
+        assert_eq!(d.start, Some(SyncReason::Interrupted), "{mode:?}");
+    }
 }

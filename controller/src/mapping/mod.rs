@@ -311,6 +311,7 @@ pub async fn run(ctx: Context, shutdown: impl Future<Output = ()> + Send + Sync 
     let api: Api<NamespaceMapping> = ctx.watched();
     let controller = Controller::new(api, watcher::Config::default());
     let store = controller.store();
+    ctx.caches.track("namespacemappings", store.clone());
     let states = States::default();
     let (by_rc, by_cm) = (store.clone(), store.clone());
     let rcs: Api<RemoteCluster> = ctx.watched();

@@ -162,6 +162,7 @@ pub async fn run(ctx: Context, shutdown: impl Future<Output = ()> + Send + Sync 
     let api: Api<ClusterMapping> = ctx.watched();
     let controller = Controller::new(api, watcher::Config::default());
     let store = controller.store();
+    ctx.caches.track("clustermappings", store.clone());
     let rcs: Api<RemoteCluster> = ctx.watched();
     controller
         .watches(rcs, watcher::Config::default(), move |rc: RemoteCluster| {

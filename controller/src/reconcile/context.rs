@@ -51,6 +51,8 @@ pub struct Context {
     pub metrics: ControllerMetrics,
     /// Tunables.
     pub settings: Settings,
+    /// Initial-list state of every watch, for `/readyz`.
+    pub caches: crate::caches::Caches,
 }
 
 impl Context {

@@ -224,8 +224,9 @@ pub async fn run(ctx: Context, shutdown: impl Future<Output = ()> + Send + Sync 
     let api: Api<RemoteCluster> = ctx.watched();
     let controller = Controller::new(api, watcher::Config::default());
     let store = controller.store();
+    ctx.caches.track("remoteclusters", store.clone());
     let by_secret = store.clone();
-    let secrets: Api<Secret> = Api::all(ctx.client.clone());
+    let secrets: Api<Secret> = ctx.watched();
     let state = Arc::new(State { ctx, store, failures: Mutex::default() });
     controller
         .watches(secrets, watcher::Config::default(), move |secret: Secret| {

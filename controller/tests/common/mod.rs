@@ -62,6 +62,7 @@ impl Env {
             events: Events::new(dr_client.clone(), None),
             metrics: ControllerMetrics::register(&registry).unwrap(),
             settings,
+            caches: Default::default(),
         };
         let shutdown = CancellationToken::new();
         tokio::spawn(dr_syncer_controller::controllers::run(ctx, shutdown.clone()));
