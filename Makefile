@@ -31,6 +31,11 @@ build: ## Build every crate (debug).
 release: ## Build the release binaries.
 	$(CARGO) build --workspace --release
 
+.PHONY: images
+images: ## Build the container images from the release binaries (target/images) and load them into running lab nodes.
+	@images/build.sh
+	@$(LAB) load target/images/*.tar
+
 .PHONY: crds
 crds: ## Regenerate charts/dr-syncer/crds from the Rust types in api/.
 	$(CRDGEN) $(CRD_DIR)
@@ -60,25 +65,38 @@ verify-crds: ## Fail when charts/dr-syncer/crds differs from the Rust types.
 tools: ## Fetch test tools that are not apt installs (promtool) into ~/.cache/dr-syncer/tools.
 	@test/tools/ensure-tools.sh >/dev/null
 
+.PHONY: chart-test
+chart-test: tools ## Chart tests without a cluster: Helm SDK lint, snapshots, invariants, refusals, promtool on the alerts.
+	@python3 -m unittest discover -s test/py -p 'test_chart_render.py'
+
+.PHONY: chart-snapshots
+chart-snapshots: ## Rewrite the chart snapshots in test/chart/snapshots after an intended change.
+	@UPDATE_SNAPSHOTS=1 python3 -m unittest discover -s test/py -p 'test_chart_render.py'
+
 .PHONY: test
-test: ## Everything CI runs: lint, unit tests, lab integration tests, verify. Starts and stops its own lab.
+test: ## Everything CI runs: lint, unit tests, chart tests, lab integration tests, verify. Starts and stops its own lab.
 	@start=$$SECONDS; \
-	$(MAKE) --no-print-directory tools lint unit verify && \
+	$(MAKE) --no-print-directory tools lint unit chart-test verify && \
 	$(MAKE) --no-print-directory test-lab; rc=$$?; \
 	echo "make test: $$([ $$rc -eq 0 ] && echo passed || echo FAILED) in $$((SECONDS - start)) s"; exit $$rc
 
 .PHONY: test-lab
-test-lab: tools ## Lab integration tests: starts the test lab, runs cargo's integration tests, stops the lab (also on failure).
+test-lab: tools ## Lab integration tests: starts the test lab (with nodes), loads the images, runs cargo's integration tests and the in-cluster tests (network, chart install, leader election), stops the lab (also on failure).
 	@set -e; export LAB_RUN=$(TEST_LAB_RUN) LAB_PORT_BASE=$(TEST_LAB_PORT_BASE); \
 	trap '$(LAB) down --purge $$(ls $(TEST_LAB_RUN) 2>/dev/null) >/dev/null 2>&1 || true' EXIT; \
 	$(LAB) down --purge $$(ls $(TEST_LAB_RUN) 2>/dev/null) >/dev/null 2>&1 || true; \
+	images/build.sh >/dev/null & images=$$!; \
 	$(LAB) up $(TEST_CLUSTERS); \
+	wait $$images; $(LAB) load target/images/*.tar; \
 	eval "$$($(LAB) env)"; \
-	$(CARGO) test --workspace --no-fail-fast --test '*' $(CARGO_TEST_ARGS)
+	rc=0; $(CARGO) test --workspace --no-fail-fast --test '*' $(CARGO_TEST_ARGS) || rc=$$?; \
+	python3 -m unittest discover -s test/py -p 'test_lab_*.py' -v || rc=1; \
+	python3 -m unittest discover -s test/py -p 'test_chart_install.py' -v || rc=1; \
+	exit $$rc
 
-##@ Lab (real Kubernetes v1.20.2 control planes on 127.0.0.1)
+##@ Lab (real Kubernetes v1.20.2 clusters on this machine, one node each; LAB_NODES=0 for control planes only)
 .PHONY: lab-build
-lab-build: ## Build (or find cached) kube-apiserver and kube-controller-manager.
+lab-build: ## Build (or find cached) the Kubernetes binaries and the lab's pause image.
 	@$(LAB) build
 
 .PHONY: lab-up
@@ -99,15 +117,13 @@ lab-status: ## Show the lab's processes.
 
 ##@ Run
 .PHONY: demo
-demo: ## Set up this machine if needed, start the lab and replicate a demo app from `source` to `dr`.
+demo: ## Set up this machine if needed, start the lab, install the chart into `source` and replicate a demo app to `dr`.
 	@test/tools/setup.sh
 	@test/demo/demo.sh
 
-.PHONY: run-dr
-run-dr: ## Run the controller in the foreground against the lab's `dr` cluster, managing namespace dr-syncer (after make demo).
-	@eval "$$($(LAB) env dr)"; test -n "$$KUBECONFIG_DR" || { echo "lab not running: make demo"; exit 1; }; \
-	$(CARGO) run -p dr-syncer-controller -- --kubeconfig $$KUBECONFIG_DR --namespace dr-syncer \
-	  --metrics-bind-address 127.0.0.1:18080 --health-probe-bind-address 127.0.0.1:18081
+.PHONY: demo-down
+demo-down: ## Remove what `make demo` made and stop the lab.
+	@test/demo/demo-down.sh
 
 .PHONY: run
 run: ## Run the controller locally against the lab's `source` cluster (CRDs installed first).
@@ -119,4 +135,4 @@ run: ## Run the controller locally against the lab's `source` cluster (CRDs inst
 clean: ## Remove build output and lab state (stops lab clusters first).
 	-@$(LAB) down >/dev/null 2>&1
 	$(CARGO) clean
-	rm -rf .lab .lab-test
+	rm -rf .lab .lab-test target/images

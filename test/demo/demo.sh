@@ -1,70 +1,84 @@
 #!/usr/bin/env bash
-# `make demo`: replicate a small application from the lab's `source` cluster to its `dr` cluster.
+# `make demo`: dr-syncer as users run it, on the local two-cluster lab.
 #
-# Starts the lab (when it is not running), installs the CRDs and the dr-syncer resources into the `dr` cluster, runs
-# the controller locally until the first sync has finished, and shows the DR copy. The lab stays up afterwards
-# (`make lab-down` stops it); the controller is stopped (`make run-dr` runs it in the foreground).
+# Starts the lab (clusters `source` and `dr`, one real node each) unless it runs, builds the images and loads them
+# into both nodes, installs the Helm chart into `source` (two replicas, one leader), creates the RemoteClusters,
+# ClusterMapping and NamespaceMapping, deploys a sample application in `source`/shop, waits for it to be replicated
+# to `dr`/shop-dr and prints a report. Idempotent: a second run upgrades the release and syncs again.
+# `make demo-down` removes everything again and stops the lab.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 LAB=test/lab/lab.sh
 RUN=${LAB_RUN:-$PWD/.lab}
-say() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
+NS=dr-syncer
+say() { printf '\n\033[1m==> [%ss] %s\033[0m\n' "$SECONDS" "$*"; }
 
-alive() { local pid; pid=$(cat "$RUN/$1/apiserver.pid" 2>/dev/null) && kill -0 "$pid" 2>/dev/null; }
+alive() { local pid; pid=$(cat "$RUN/$1/kubelet.pid" 2>/dev/null) && kill -0 "$pid" 2>/dev/null; }
 if alive source && alive dr; then
   say "lab clusters source and dr already running"
 else
-  say "starting lab clusters source and dr"
+  say "starting lab clusters source and dr (one node each)"
+  $LAB down source dr >/dev/null 2>&1 || true
   $LAB up source dr
 fi
 eval "$($LAB env)"
 ks() { kubectl --kubeconfig "$KUBECONFIG_SOURCE" "$@"; }
 kd() { kubectl --kubeconfig "$KUBECONFIG_DR" "$@"; }
 
-say "installing the CRDs and the dr-syncer resources into the dr cluster"
-kd apply --server-side -f charts/dr-syncer/crds/ >/dev/null
-kd wait --for condition=established --timeout=60s crd --all >/dev/null
-kd create namespace dr-syncer --dry-run=client -o yaml | kd apply -f - >/dev/null
+say "building the images and loading them into both nodes"
+images/build.sh
+$LAB load target/images/*.tar
+TAG=$(cat target/images/tag)
+
+say "installing the Helm chart into the source cluster (namespace $NS)"
+test/demo/helm.py install "$KUBECONFIG_SOURCE" "$NS" "$TAG"
+
+say "creating the RemoteClusters, ClusterMapping and NamespaceMapping"
+# The kubeconfigs with the lab bridge address work from pods (and from this machine).
 for c in source dr; do
-  var="KUBECONFIG_${c^^}"
-  kd -n dr-syncer create secret generic "$c-kubeconfig" --from-file=kubeconfig="${!var}" --dry-run=client -o yaml \
-    | kd apply -f - >/dev/null
+  ks -n "$NS" create secret generic "$c-kubeconfig" --from-file=kubeconfig="$RUN/$c/kubeconfig-lab" \
+    --dry-run=client -o yaml | ks apply -f - >/dev/null
 done
-kd apply -f test/demo/dr-syncer.yaml
+ks apply -f test/demo/dr-syncer.yaml
 
-say "creating the application in the source cluster (namespace shop)"
+say "deploying the sample application in the source cluster (namespace shop)"
 ks apply -f test/demo/shop.yaml
+ks -n shop rollout status deploy/web --timeout=120s
 
-say "building and starting the controller"
-cargo build -q -p dr-syncer-controller
-log="$RUN/demo-controller.log"
-target=$(cargo metadata --format-version 1 --no-deps | jq -r .target_directory)
-"$target/debug/dr-syncer-controller" --kubeconfig "$KUBECONFIG_DR" --namespace dr-syncer \
-  --metrics-bind-address 127.0.0.1:18080 --health-probe-bind-address 127.0.0.1:18081 >"$log" 2>&1 &
-ctl=$!
-trap 'kill "$ctl" 2>/dev/null; wait "$ctl" 2>/dev/null || true' EXIT
-echo "controller PID $ctl, log $log"
-
-say "waiting for the first sync (a new mapping syncs at once)"
-deadline=$((SECONDS + 120))
-until [ -n "$(kd -n dr-syncer get nsm shop -o jsonpath='{.status.lastSuccessfulSyncTime}' 2>/dev/null)" ]; do
+say "waiting for the sync"
+asked=$(date -u +%s)
+ks -n "$NS" annotate --overwrite nsm shop dr-syncer.io/sync-now="demo-$asked" >/dev/null
+deadline=$((SECONDS + 180))
+synced() {
+  local last pending
+  pending=$(ks -n "$NS" get nsm shop -o jsonpath='{.metadata.annotations.dr-syncer\.io/sync-now}')
+  last=$(ks -n "$NS" get nsm shop -o jsonpath='{.status.lastSuccessfulSyncTime}')
+  [ -z "$pending" ] && [ -n "$last" ] && [ "$(date -u -d "$last" +%s)" -ge "$asked" ]
+}
+until synced; do
   if [ $SECONDS -ge $deadline ]; then
-    echo "no successful sync within 120 s; status and controller log:" >&2
-    kd -n dr-syncer get nsm shop -o yaml >&2 || true
-    tail -n 40 "$log" >&2
+    echo "no successful sync within 180 s; the mapping and the controller logs:" >&2
+    ks -n "$NS" get nsm shop -o yaml >&2 || true
+    ks -n "$NS" logs -l app.kubernetes.io/component=controller --tail=30 >&2 || true
     exit 1
   fi
   sleep 1
 done
 
-say "dr-syncer resources"
-kd -n dr-syncer get dr-syncer
-say "the DR copy (namespace shop-dr in the dr cluster): Deployments parked at 0 replicas"
-kd -n shop-dr get deploy,svc,ingress,configmap,secret
+API=$(cat "$RUN/source/api-port")
+METRICS=/api/v1/namespaces/$NS/services/dr-syncer-metrics:metrics/proxy/metrics
+say "report"
+echo "controller: $(ks -n "$NS" get deploy dr-syncer -o jsonpath='{.status.readyReplicas}')/2 replicas ready; leader $(ks -n "$NS" get lease dr-syncer -o jsonpath='{.spec.holderIdentity}')"
 echo
-echo "web: replicas=$(kd -n shop-dr get deploy web -o jsonpath='{.spec.replicas}') (source: $(ks -n shop get deploy web -o jsonpath='{.spec.replicas}')), dr-syncer.io/original-replicas=$(kd -n shop-dr get deploy web -o jsonpath='{.metadata.annotations.dr-syncer\.io/original-replicas}')"
-echo "DATABASE_HOST in DR: $(kd -n shop-dr get configmap shop-settings -o jsonpath='{.data.DATABASE_HOST}')"
-say "sync status and the recovery-point metric"
-kd -n dr-syncer get nsm shop -o jsonpath='{range .status.conditions[*]}{.type}={.status} ({.reason}): {.message}{"\n"}{end}'
-curl -s 127.0.0.1:18080/metrics | grep -E '^dr_syncer_(last_successful_sync_timestamp_seconds|syncs_total)' || true
-say "demo done: the lab is still running (make lab-down stops it); make run-dr runs the controller in the foreground"
+echo "replicated into dr/shop-dr:"
+kd -n shop-dr get deploy,svc,ingress,configmap,secret,pvc | sed 's/^/  /'
+echo
+echo "web: $(kd -n shop-dr get deploy web -o jsonpath='{.spec.replicas}') replicas in DR (parked), $(ks -n shop get deploy web -o jsonpath='{.spec.replicas}') in source; dr-syncer.io/original-replicas=$(kd -n shop-dr get deploy web -o jsonpath='{.metadata.annotations.dr-syncer\.io/original-replicas}')"
+echo
+echo "mapping shop:"
+ks -n "$NS" get nsm shop -o jsonpath='  phase={.status.phase} lastSuccessfulSyncTime={.status.lastSuccessfulSyncTime}{"\n"}{range .status.conditions[*]}  {.type}={.status} ({.reason}): {.message}{"\n"}{end}'
+echo
+echo "metrics: https://127.0.0.1:$API$METRICS"
+echo "  (with the lab's admin credentials: kubectl --kubeconfig $KUBECONFIG_SOURCE get --raw $METRICS)"
+ks get --raw "$METRICS" | grep -E '^dr_syncer_(leader|syncs_total|last_successful_sync_timestamp_seconds)' | sed 's/^/  /' || true
+say "demo ready in ${SECONDS} s; the lab keeps running (make demo-down removes the demo and stops it)"
