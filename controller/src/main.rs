@@ -37,7 +37,7 @@ async fn main() -> anyhow::Result<()> {
         interval: args.readiness_interval,
     };
     let election = election_config(&args)?;
-    let role = RoleCell::new(supervisor::initial_role(election.is_some()));
+    let role = RoleCell::with_gauge(supervisor::initial_role(election.is_some()), metrics.leader.clone());
     let caches = dr_syncer_controller::caches::Caches::default();
     let local = readiness::Local { role: role.clone(), caches: caches.clone() };
     let readiness = Readiness::with_local(local);

@@ -220,9 +220,6 @@ pub async fn run(
     loop {
         readiness.publish(probe(&client, &cfg).await);
         let report = readiness.report();
-        if let Some(local) = &readiness.local {
-            metrics.leader.set(i64::from(local.role.get() != Role::Standby));
-        }
         let ready = report.ready();
         metrics.ready.set(i64::from(ready));
         for c in &report.checks {

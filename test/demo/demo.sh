@@ -33,6 +33,10 @@ TAG=$(cat target/images/tag)
 say "installing the Helm chart into the source cluster (namespace $NS)"
 test/demo/helm.py install "$KUBECONFIG_SOURCE" "$NS" "$TAG"
 
+say "deploying the sample application in the source cluster (namespace shop)"
+ks apply -f test/demo/shop.yaml
+ks -n shop rollout status deploy/web --timeout=120s
+
 say "creating the RemoteClusters, ClusterMapping and NamespaceMapping"
 # The kubeconfigs with the lab bridge address work from pods (and from this machine).
 for c in source dr; do
@@ -41,9 +45,6 @@ for c in source dr; do
 done
 ks apply -f test/demo/dr-syncer.yaml
 
-say "deploying the sample application in the source cluster (namespace shop)"
-ks apply -f test/demo/shop.yaml
-ks -n shop rollout status deploy/web --timeout=120s
 
 say "waiting for the sync"
 asked=$(date -u +%s)
