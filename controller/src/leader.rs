@@ -45,20 +45,15 @@ pub enum Role {
     Leader,
 }
 
-/// Shared view of this replica's [`Role`], mirrored into the `dr_syncer_leader` gauge when one is attached.
+/// Shared view of this replica's [`Role`], mirrored into the `dr_syncer_leader` gauge.
 #[derive(Clone)]
-pub struct RoleCell(Arc<RwLock<Role>>, Option<prometheus::IntGauge>);
+pub struct RoleCell(Arc<RwLock<Role>>, prometheus::IntGauge);
 
 impl RoleCell {
-    /// A cell starting in `role`.
-    pub fn new(role: Role) -> Self {
-        RoleCell(Arc::new(RwLock::new(role)), None)
-    }
-
     /// A cell starting in `role` that keeps `gauge` at 1 while this replica runs the reconcilers, else 0.
     pub fn with_gauge(role: Role, gauge: prometheus::IntGauge) -> Self {
         gauge.set(i64::from(role != Role::Standby));
-        RoleCell(Arc::new(RwLock::new(role)), Some(gauge))
+        RoleCell(Arc::new(RwLock::new(role)), gauge)
     }
 
     /// The current role.
@@ -72,9 +67,7 @@ impl RoleCell {
     }
 
     fn set(&self, role: Role) {
-        if let Some(g) = &self.1 {
-            g.set(i64::from(role != Role::Standby));
-        }
+        self.1.set(i64::from(role != Role::Standby));
         if let Ok(mut r) = self.0.write() {
             *r = role;
         }
