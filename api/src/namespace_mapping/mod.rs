@@ -186,6 +186,13 @@ pub struct NamespaceMappingSpec {
     #[schemars(regex(pattern = DURATION_PATTERN))]
     pub schedule_jitter: Option<String>,
 
+    /// What happens to the DR objects when the mapping is deleted, or when a namespace stops matching
+    /// `namespaceSelector`: `Retain` keeps them and removes dr-syncer's ownership labels and annotations, `Delete`
+    /// deletes exactly the objects dr-syncer created (and the DR namespace, only if dr-syncer created it).
+    /// Default: Retain.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("default" = "Retain"))]
+    pub cleanup_policy: Option<CleanupPolicy>,
     /// GitOps-friendly manual trigger: any new value starts one sync, in every replication mode. The handled value
     /// is echoed in `status.lastHandledTrigger`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -219,6 +226,11 @@ impl NamespaceMappingSpec {
         self.include_helm_release_secrets.unwrap_or(false)
     }
 
+    /// `cleanupPolicy` with its documented default.
+    pub fn cleanup(&self) -> CleanupPolicy {
+        self.cleanup_policy.unwrap_or_default()
+    }
+
     /// Whether DR objects dr-syncer did not create are taken over (default false).
     pub fn adopts_existing_objects(&self) -> bool {
         self.adopt_existing_objects.unwrap_or(false)
@@ -236,6 +248,17 @@ pub enum ReplicationMode {
     Continuous,
     /// Only when the `dr-syncer.io/sync-now` annotation is set.
     Manual,
+}
+
+/// What happens to DR objects that a mapping no longer covers.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[schemars(transform = crate::common::field_docs_only)]
+pub enum CleanupPolicy {
+    /// Keep the DR objects; remove dr-syncer's ownership labels and annotations from them.
+    #[default]
+    Retain,
+    /// Delete the DR objects dr-syncer created, and the DR namespace if dr-syncer created it.
+    Delete,
 }
 
 /// A reference to a ClusterMapping.

@@ -104,9 +104,37 @@ pub struct NamespaceMappingStatus {
     /// Objects of the last sync by kind: written, already up to date, pruned, failed and refused.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub resource_counts: Vec<KindCounts>,
+    /// The source namespaces this mapping replicates and their DR namespaces: the one of `sourceNamespace`, or
+    /// every namespace currently matching `namespaceSelector`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub covered_namespaces: Vec<CoveredNamespace>,
+    /// DR namespaces whose cleanup (per `cleanupPolicy`) has not finished, with the reason; see the Cleanup
+    /// condition.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pending_cleanups: Vec<PendingCleanup>,
     /// Kinds named in `resourceTypes` or `namespaceScopedResources` and the API version each is replicated with.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub resolved_resource_types: Vec<String>,
+}
+
+/// A source namespace a mapping replicates, and where to.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CoveredNamespace {
+    /// The source namespace.
+    pub source: String,
+    /// Its DR namespace.
+    pub destination: String,
+}
+
+/// A DR namespace whose cleanup has not finished.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PendingCleanup {
+    /// The DR namespace.
+    pub destination: String,
+    /// Why the cleanup has not finished.
+    pub message: String,
 }
 
 /// What the last sync did with the objects of one kind.
@@ -130,6 +158,10 @@ pub struct KindCounts {
     /// DR objects left untouched because dr-syncer does not manage them.
     #[serde(default)]
     pub conflicts: i32,
+    /// DR objects left as they are because the source changed a field they cannot change in place
+    /// (`immutableResourceConfig` NoChange).
+    #[serde(default)]
+    pub immutable: i32,
 }
 
 /// Totals of one sync.

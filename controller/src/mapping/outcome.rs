@@ -138,12 +138,12 @@ pub fn after_sync(
             .collect();
     }
     s.sync_stats = Some(SyncStats {
-        total_resources: totals.applied + totals.unchanged + totals.failed + totals.conflicts,
+        total_resources: totals.applied + totals.unchanged + totals.failed + totals.conflicts + totals.immutable,
         successful_syncs: totals.applied + totals.unchanged,
-        failed_syncs: totals.failed + totals.conflicts,
+        failed_syncs: totals.failed + totals.conflicts + totals.immutable,
         last_sync_duration: duration,
     });
-    let problems = report.type_problems.iter().chain(&report.errors).chain(&report.conflicts);
+    let problems = report.type_problems.iter().chain(&report.errors).chain(&report.conflicts).chain(&report.immutable);
     s.resource_status = problems
         .clone()
         .take(MAX_OBJECT_ERRORS)
@@ -184,12 +184,13 @@ pub fn after_sync(
 fn synced_condition(report: &SyncReport) -> (String, String) {
     let t = report.totals();
     let counts = format!(
-        "{} applied, {} unchanged, {} pruned, {} failed, {} conflicts in {}",
+        "{} applied, {} unchanged, {} pruned, {} failed, {} conflicts, {} immutable in {}",
         t.applied,
         t.unchanged,
         t.pruned,
         t.failed,
         t.conflicts,
+        t.immutable,
         format_duration(report.duration)
     );
     if let Some(f) = &report.failure {
@@ -203,6 +204,9 @@ fn synced_condition(report: &SyncReport) -> (String, String) {
     }
     if t.conflicts > 0 {
         return ("ObjectsConflict".into(), counts);
+    }
+    if t.immutable > 0 {
+        return ("ImmutableFieldChanged".into(), counts);
     }
     ("Synced".into(), counts)
 }

@@ -141,7 +141,8 @@ async fn publish(ctx: &Context, mapping: &NamespaceMapping, done: &Finished) {
         ctx.metrics.set_last_success(&ns, &name, done.finished.as_millisecond() as f64 / 1000.0);
     }
     let reference = mapping.object_ref(&());
-    let problems = report.type_problems.iter().chain(&report.errors).chain(&report.conflicts);
+    let problems = report.type_problems.iter().chain(&report.errors).chain(&report.conflicts).chain(&report.immutable);
+    let problems = problems.chain(&report.warnings);
     let total = problems.clone().count();
     for p in problems.take(MAX_OBJECT_EVENTS) {
         let note = format!("{}/{}: {}", p.kind, p.name, p.message);
@@ -149,7 +150,7 @@ async fn publish(ctx: &Context, mapping: &NamespaceMapping, done: &Finished) {
     }
     let t = report.totals();
     let mut summary = format!(
-        "{} ({}): {} applied, {} unchanged, {} pruned, {} failed, {} conflicts in {:.1}s",
+        "{} ({}): {} applied, {} unchanged, {} pruned, {} failed, {} conflicts, {} immutable in {:.1}s",
         report.destination_namespace,
         done.reason.describe(),
         t.applied,
@@ -157,6 +158,7 @@ async fn publish(ctx: &Context, mapping: &NamespaceMapping, done: &Finished) {
         t.pruned,
         t.failed,
         t.conflicts,
+        t.immutable,
         report.duration.as_secs_f64()
     );
     if total > MAX_OBJECT_EVENTS {

@@ -10,7 +10,7 @@ use crate::error::Error;
 use crate::metrics::PREFIX;
 
 /// Object outcomes counted per kind.
-pub const OUTCOMES: [&str; 5] = ["applied", "unchanged", "pruned", "failed", "conflict"];
+pub const OUTCOMES: [&str; 6] = ["applied", "unchanged", "pruned", "failed", "conflict", "immutable"];
 
 /// Kinds with object series, per (namespace, mapping), so the series can be removed with the mapping.
 type KindsSeen = HashMap<(String, String), BTreeSet<String>>;
@@ -49,7 +49,7 @@ impl ControllerMetrics {
             )
             .map_err(Error::Metrics)?,
             objects: IntCounterVec::new(
-                Opts::new(name("sync_objects_total"), "Objects handled by syncs, by kind and outcome (applied, unchanged, pruned, failed, conflict)."),
+                Opts::new(name("sync_objects_total"), "Objects handled by syncs, by kind and outcome (applied, unchanged, pruned, failed, conflict, immutable)."),
                 &["namespace", "mapping", "kind", "outcome"],
             )
             .map_err(Error::Metrics)?,
@@ -101,7 +101,7 @@ impl ControllerMetrics {
         self.syncs.with_label_values(&[namespace, mapping, result]).inc();
         self.duration.with_label_values(&[namespace, mapping]).observe(seconds);
         for k in kinds {
-            let values = [k.applied, k.unchanged, k.pruned, k.failed, k.conflicts];
+            let values = [k.applied, k.unchanged, k.pruned, k.failed, k.conflicts, k.immutable];
             for (outcome, n) in OUTCOMES.iter().zip(values) {
                 self.objects.with_label_values(&[namespace, mapping, &k.kind, outcome]).inc_by(n.max(0) as u64);
             }

@@ -3,6 +3,7 @@
 pub mod api;
 pub mod discovery;
 pub mod engine;
+pub mod immutable;
 pub mod kinds;
 pub mod object;
 pub mod ownership;

@@ -86,6 +86,8 @@ pub struct SyncReport {
     pub errors: Vec<ObjectProblem>,
     /// Objects refused because the DR copy is not ours (bounded by [`MAX_OBJECT_ERRORS`]).
     pub conflicts: Vec<ObjectProblem>,
+    /// Objects left as they are because the source changed an immutable field (NoChange; bounded list).
+    pub immutable: Vec<ObjectProblem>,
     /// Objects replicated with a warning (invalid labels, for example).
     pub warnings: Vec<ObjectProblem>,
     /// `resourceTypes` / `namespaceScopedResources` entries that could not be resolved, and kinds the DR cluster
@@ -127,6 +129,14 @@ impl SyncReport {
         }
     }
 
+    /// Records an object left as it is because of an immutable-field change.
+    pub fn immutable(&mut self, problem: ObjectProblem) {
+        self.counts(&problem.kind).immutable += 1;
+        if self.immutable.len() < MAX_OBJECT_ERRORS {
+            self.immutable.push(problem);
+        }
+    }
+
     /// Totals over every kind: (applied, unchanged, pruned, failed, conflicts).
     pub fn totals(&self) -> KindCounts {
         self.kinds.values().fold(KindCounts::default(), |mut t, k| {
@@ -135,6 +145,7 @@ impl SyncReport {
             t.pruned += k.pruned;
             t.failed += k.failed;
             t.conflicts += k.conflicts;
+            t.immutable += k.immutable;
             t
         })
     }
@@ -145,6 +156,7 @@ impl SyncReport {
             && self.type_problems.is_empty()
             && self.totals().failed == 0
             && self.totals().conflicts == 0
+            && self.totals().immutable == 0
     }
 
     /// The category that decides retries: the sync failure's, else the first (in declaration order) of the type and

@@ -6,8 +6,12 @@ use futures::{StreamExt, stream};
 use kube::api::{Api, DynamicObject};
 use serde_json::Value;
 
+use dr_syncer_api::namespace_mapping::ImmutableHandling;
+
+use super::immutable::{self, Handled, Refused};
 use super::{Job, Rules};
 use crate::sync::api::{self, CallError};
+use crate::sync::immutable::is_immutable_refusal;
 use crate::sync::discovery::api_resource;
 use crate::sync::kinds::SelectedKind;
 use crate::sync::object;
@@ -32,15 +36,77 @@ pub struct KindContext<'a> {
 }
 
 /// A write the plan asks for.
-struct Write {
+pub(super) struct Write {
     name: String,
     desired: Value,
     /// The DR object exists and was not written by dr-syncer: replace it whole (so fields only it has go), then
     /// own it with server-side apply.
     adopt: bool,
+    /// What to do when the DR API server refuses the write as an immutable-field change.
+    handling: ImmutableHandling,
 }
 
-fn problem(kind: &str, name: &str, err: &CallError) -> ObjectProblem {
+/// The result of one write.
+pub(super) enum Written {
+    /// Written; with a note when it took more than an apply (recreated, partially applied).
+    Applied(Option<String>),
+    /// Left as it is (immutable-field change under NoChange).
+    Immutable(ObjectProblem),
+    /// Failed.
+    Failed(CallError),
+}
+
+/// Writes one planned object: replace when adopting, server-side apply, and the immutable-field handling when the
+/// apply is refused as such.
+pub(super) async fn write_one(
+    ctx: &KindContext<'_>,
+    dest: &Api<DynamicObject>,
+    kind: &str,
+    w: &Write,
+    existing: Option<&Value>,
+) -> Written {
+    let job = ctx.job;
+    let what = format!("apply {kind} {}/{} on DR cluster {}", job.destination_namespace, w.name, job.destination.name);
+    if w.adopt
+        && let Err(e) = api::replace(dest, &w.name, &w.desired, job.timeout, &what).await
+    {
+        return Written::Failed(e);
+    }
+    let error = match api::apply(dest, &w.name, &w.desired, job.timeout, &what).await {
+        Ok(()) => return Written::Applied(None),
+        Err(e) if is_immutable_refusal(&e.reason, &e.message) => e,
+        Err(e) => return Written::Failed(e),
+    };
+    let refused = Refused { name: &w.name, desired: &w.desired, existing, handling: w.handling, error };
+    match immutable::handle(ctx, dest, kind, refused).await {
+        Handled::Applied(note) => Written::Applied(Some(note)),
+        Handled::Left(problem) => Written::Immutable(problem),
+        Handled::Failed(e) => Written::Failed(e),
+    }
+}
+
+/// Records the result of one write.
+pub(super) fn record(report: &mut SyncReport, kind: &str, name: &str, written: Written) {
+    match written {
+        Written::Applied(note) => {
+            report.counts(kind).applied += 1;
+            if let Some(note) = note {
+                tracing::info!(kind, name, note = %note, "immutable-field change applied");
+                report.warnings.push(ObjectProblem {
+                    kind: kind.to_string(),
+                    name: name.to_string(),
+                    reason: "ImmutableFieldChangeApplied".into(),
+                    message: note,
+                    category: Category::Other,
+                });
+            }
+        }
+        Written::Immutable(problem) => report.immutable(problem),
+        Written::Failed(err) => report.fail(problem(kind, name, &err)),
+    }
+}
+
+pub(super) fn problem(kind: &str, name: &str, err: &CallError) -> ObjectProblem {
     ObjectProblem {
         kind: kind.to_string(),
         name: name.to_string(),
@@ -97,26 +163,17 @@ pub async fn sync(ctx: &KindContext<'_>, report: &mut SyncReport) -> Option<Vec<
     }
 
     let applies = stream::iter(writes.into_iter().map(|w| {
-        let api = &dest_api;
-        let what =
-            format!("apply {kind} {}/{} on DR cluster {}", job.destination_namespace, w.name, job.destination.name);
+        let (api, kind, existing) = (&dest_api, &kind, &existing);
         async move {
-            if w.adopt
-                && let Err(e) = api::replace(api, &w.name, &w.desired, job.timeout, &what).await
-            {
-                return (w.name.clone(), Err(e));
-            }
-            (w.name.clone(), api::apply(api, &w.name, &w.desired, job.timeout, &what).await)
+            let written = write_one(ctx, api, kind, &w, existing.get(&w.name)).await;
+            (w.name, written)
         }
     }))
     .buffer_unordered(job.concurrency.max(1))
     .collect::<Vec<_>>()
     .await;
-    for (name, result) in applies {
-        match result {
-            Ok(()) => report.counts(&kind).applied += 1,
-            Err(err) => report.fail(problem(&kind, &name, &err)),
-        }
+    for (name, written) in applies {
+        record(report, &kind, &name, written);
     }
     if job.cancel.is_cancelled() {
         return None;
@@ -144,7 +201,7 @@ pub async fn sync(ctx: &KindContext<'_>, report: &mut SyncReport) -> Option<Vec<
 }
 
 /// Builds the desired DR object and decides; records unchanged objects, conflicts and warnings.
-fn plan_object(
+pub(super) fn plan_object(
     ctx: &KindContext<'_>,
     kind: &str,
     source: &Value,
@@ -207,7 +264,17 @@ fn plan_object(
         }
         Action::Create | Action::Update => {
             let adopt = existing.is_some_and(|e| job.marks.owner_of(e) == Owner::Unmanaged);
-            Some(Write { name, desired, adopt })
+            let (handling, warning) = ctx.rules.immutable.handling_for(&ctx.selected.plural, &ctx.selected.group, source);
+            if let Some(message) = warning {
+                report.warnings.push(ObjectProblem {
+                    kind: kind.to_string(),
+                    name: name.clone(),
+                    reason: "InvalidLabel".into(),
+                    message,
+                    category: Category::ValidationFailure,
+                });
+            }
+            Some(Write { name, desired, adopt, handling })
         }
     }
 }

@@ -4,6 +4,7 @@
 //! recorded and the rest go on; a kind whose source or DR listing fails is not pruned; a sync never writes to the
 //! source cluster.
 
+mod immutable;
 mod kind;
 mod namespace;
 mod volumes;
@@ -16,6 +17,7 @@ use kube::Client;
 use kube::core::Selector;
 use tokio_util::sync::CancellationToken;
 
+use super::immutable::ImmutablePolicy;
 use super::kinds::{self, Catalog, SelectedKind};
 use super::ownership::Marks;
 use super::report::{Category, ObjectProblem, SyncFailure, SyncReport};
@@ -155,6 +157,8 @@ pub struct Rules {
     pub label_selector: Option<String>,
     /// Transform options.
     pub transform: Options,
+    /// Handling of immutable-field changes.
+    pub immutable: ImmutablePolicy,
 }
 
 impl Rules {
@@ -173,6 +177,7 @@ impl Rules {
         let pvc = spec.pvc_config.clone().unwrap_or_default();
         let pairs = |list: Option<Vec<(String, String)>>| list.unwrap_or_default().into_iter().rev().collect();
         Ok(Rules {
+            immutable: ImmutablePolicy::from_config(spec.immutable_resource_config.as_ref()),
             selection: Selection { exclusions, include_helm_releases: spec.includes_helm_release_secrets() },
             label_selector,
             transform: Options {
