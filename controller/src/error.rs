@@ -67,6 +67,14 @@ pub enum Error {
         /// What went wrong.
         message: String,
     },
+    /// A mapping's cleanup of its DR objects has not finished; its finalizer stays until it has.
+    #[error("cleanup of NamespaceMapping {mapping} has not finished: {message}")]
+    Cleanup {
+        /// The mapping, as `namespace/name`.
+        mapping: String,
+        /// What is left and why.
+        message: String,
+    },
     /// An object lacks a part a reconciler needs (its namespace, say), or shared state is unusable.
     #[error("object has no {what}")]
     Incomplete {
@@ -102,6 +110,7 @@ impl Error {
             Error::Logging { .. } => "LoggingError",
             Error::Finalizer { .. } => "FinalizerError",
             Error::Incomplete { .. } => "IncompleteObject",
+            Error::Cleanup { .. } => "CleanupIncomplete",
             Error::Leadership { .. } => "LeaderElectionError",
         }
     }

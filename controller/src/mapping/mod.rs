@@ -1,6 +1,7 @@
 //! NamespaceMapping reconciler: validates the mapping, resolves its clusters, refuses unsafe destinations, decides
 //! when to sync, runs syncs in the background and folds their results into status.
 
+pub mod cleanup;
 pub mod decide;
 pub mod outcome;
 pub mod resolve;
@@ -31,7 +32,7 @@ use kube::{Api, Resource, ResourceExt};
 
 use self::decide::{Inputs, decide};
 use self::outcome::{READY, after_sync};
-use self::spec::{ClusterRefs, Invalid};
+use self::spec::{ClusterRefs, Invalid, Namespaces};
 use self::state::States;
 use crate::error::{Error, with_timeout as call};
 use crate::reconcile::conditions::{self, Desired, FALSE, TRUE};
@@ -57,11 +58,13 @@ async fn reconcile(nm: Arc<NamespaceMapping>, mc: Arc<MappingController>) -> Res
     let ns = nm.namespace().ok_or(Error::Incomplete { what: "namespace" })?;
     let api: Api<NamespaceMapping> = Api::namespaced(mc.ctx.client.clone(), &ns);
     let name = key_of(&nm);
-    let deadline = mc.ctx.settings.api_timeout * 6;
+    // Cleanup deletes or releases every DR object of the mapping: allow it more time than a reconcile.
+    let factor = if nm.meta().deletion_timestamp.is_some() { 60 } else { 6 };
+    let deadline = mc.ctx.settings.api_timeout * factor;
     let run = finalizer(&api, FINALIZER_NAMESPACE_MAPPING, nm, |event| async {
         match event {
             FinalizerEvent::Apply(nm) => apply(nm, &mc).await,
-            FinalizerEvent::Cleanup(nm) => Ok(cleanup(&nm, &mc)),
+            FinalizerEvent::Cleanup(nm) => on_delete(&nm, &mc).await,
         }
     });
     match tokio::time::timeout(deadline, run).await {
@@ -70,12 +73,14 @@ async fn reconcile(nm: Arc<NamespaceMapping>, mc: Arc<MappingController>) -> Res
     }
 }
 
-fn cleanup(nm: &NamespaceMapping, mc: &MappingController) -> Action {
+async fn on_delete(nm: &NamespaceMapping, mc: &MappingController) -> Result<Action, Error> {
     let (ns, name) = (nm.namespace().unwrap_or_default(), nm.name_any());
+    cancel_running(mc, &key_of(nm));
+    cleanup::on_delete(mc, nm).await?;
     mc.states.remove(&key_of(nm));
     mc.ctx.metrics.forget_mapping(&ns, &name);
-    tracing::info!(mapping = %key_of(nm), "mapping deleted; its DR objects are left in place");
-    Action::await_change()
+    tracing::info!(mapping = %key_of(nm), policy = ?nm.spec.cleanup(), "mapping deleted; DR objects cleaned up");
+    Ok(Action::await_change())
 }
 
 /// Writes `status` when it differs from `previous` and remembers it.
@@ -185,11 +190,15 @@ async fn apply_inner(
             return Ok(Action::requeue(backoff::jittered(Duration::from_secs(5), failures, backoff::MAX_BACKOFF)));
         }
     };
-    let (src_ns, dst_ns) = (validated.source_namespace.clone(), validated.destination_namespace.clone());
-    let refused = match resolve::same_namespace(&resolved, &src_ns, &dst_ns) {
-        Err(why) => Some(why),
-        Ok(()) => resolve::destination_owner(ctx, &mc.store, nm, &resolved, &dst_ns).await.err(),
+    let refused = match &validated.namespaces {
+        Namespaces::One { source, destination } => match resolve::same_namespace(&resolved, source, destination) {
+            Err(why) => Some(why),
+            Ok(()) => resolve::destination_owner(ctx, &mc.store, nm, &resolved, destination).await.err(),
+        },
+        // The rule maps every name the same way: refuse when it maps a namespace onto itself in the same cluster.
+        Namespaces::Selected { rule, .. } => resolve::same_namespace(&resolved, "ns", &rule.apply("ns")).err(),
     };
+    let described = validated.namespaces.describe();
     if let Some(why) = refused {
         cancel_running(mc, &key);
         not_ready(mc, nm, previous, status, &why, false).await?;
@@ -207,8 +216,7 @@ async fn apply_inner(
         }
     };
     let now = conditions::now();
-    let ready =
-        Desired { type_: READY, status: TRUE, reason: "Ready", message: format!("replicating {src_ns} to {dst_ns}") };
+    let ready = Desired { type_: READY, status: TRUE, reason: "Ready", message: format!("replicating {described}") };
     conditions::set(&mut status.conditions, ready, generation, &now);
     if mc.states.with(&key, |s| s.running.is_some()) {
         write(mc, nm, previous, &status).await?;
@@ -249,7 +257,7 @@ async fn apply_inner(
             Severity::Normal,
             "SyncStarted",
             "Sync",
-            &format!("sync of {src_ns} into {dst_ns}: {}", reason.describe()),
+            &format!("sync of {described}: {}", reason.describe()),
         )
         .await;
     tracing::info!(mapping = %key, reason = %reason.describe(), "sync started");
@@ -257,8 +265,8 @@ async fn apply_inner(
         mapping: nm.clone(),
         source: resolved.source,
         destination: resolved.destination,
-        source_namespace: src_ns,
-        destination_namespace: dst_ns,
+        namespaces: validated.namespaces.clone(),
+        covered_before: status.covered_namespaces.clone(),
         reason,
     };
     task::spawn(ctx, &mc.states, mc.wake.clone(), plan);

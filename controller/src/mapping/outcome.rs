@@ -121,6 +121,13 @@ pub fn after_sync(
     if !report.destination_namespace.is_empty() {
         s.destination_namespace = Some(report.destination_namespace.clone());
     }
+    if let Some(covered) = &report.covered {
+        s.covered_namespaces = covered.clone();
+    }
+    let cleaned: Vec<String> = report.cleaned_up.iter().map(|(ns, _)| ns.clone()).collect();
+    if report.failure.is_none() {
+        super::cleanup::fold(&mut s, &cleaned, report.pending_cleanups.clone(), generation);
+    }
     if let SyncReason::SpecTrigger(token) = &done.reason {
         s.last_handled_trigger = Some(token.clone());
     }

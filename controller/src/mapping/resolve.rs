@@ -6,7 +6,7 @@ use dr_syncer_api::{ClusterMapping, NamespaceMapping, RemoteCluster};
 use kube::runtime::reflector::Store;
 use kube::{Api, ResourceExt};
 
-use super::spec::{ClusterRefs, Invalid, validate};
+use super::spec::{ClusterRefs, Invalid, Namespaces, validate};
 use crate::clusters::Connection;
 use crate::error::with_timeout as call;
 use crate::reconcile::Context;
@@ -69,6 +69,16 @@ pub async fn clusters(ctx: &Context, refs: &ClusterRefs, mapping_ns: &str) -> Re
     Ok(Resolved { source, destination })
 }
 
+/// Resolves only the DR cluster (cleanup must work while the source cluster is gone).
+pub async fn destination(
+    ctx: &Context,
+    refs: &ClusterRefs,
+    mapping_ns: &str,
+) -> Result<(RemoteCluster, Connection), Invalid> {
+    let (ns, _, destination) = cluster_names(ctx, refs, mapping_ns).await?;
+    remote(ctx, &ns, &destination, "destination").await
+}
+
 /// Refuses a mapping whose source and DR namespace are the same namespace of the same cluster.
 pub fn same_namespace(resolved: &Resolved, source_ns: &str, destination_ns: &str) -> Result<(), Invalid> {
     let same_cluster = resolved.source.0.uid() == resolved.destination.0.uid()
@@ -109,7 +119,8 @@ pub async fn destination_owner(
     for other in others {
         let other_ns = other.namespace().unwrap_or_default();
         let Ok(v) = validate(&other.spec, &other_ns) else { continue };
-        if v.destination_namespace != destination_ns {
+        let Namespaces::One { destination, .. } = &v.namespaces else { continue };
+        if destination != destination_ns {
             continue;
         }
         let Ok((cluster_ns, _, dst)) = cluster_names(ctx, &v.clusters, &other_ns).await else { continue };

@@ -3,9 +3,10 @@
 use std::time::Duration;
 
 use dr_syncer_api::namespace_mapping::{
-    DEFAULT_BACKGROUND_SYNC_INTERVAL, DEFAULT_SCHEDULE, NamespaceMappingSpec, ReplicationMode,
+    DEFAULT_BACKGROUND_SYNC_INTERVAL, DEFAULT_SCHEDULE, DestinationNamespaceRule, NamespaceMappingSpec, ReplicationMode,
 };
 use dr_syncer_api::validation::{parse_cron, parse_duration};
+use kube::core::Selector;
 
 use super::decide::{Cadence, fixed_jitter};
 use crate::sync::engine::label_selector;
@@ -36,30 +37,79 @@ pub enum ClusterRefs {
 /// A spec that passed the checks.
 #[derive(Clone, Debug)]
 pub struct Validated {
-    /// Source namespace.
-    pub source_namespace: String,
-    /// DR namespace.
-    pub destination_namespace: String,
+    /// Which source namespaces are replicated, and where.
+    pub namespaces: Namespaces,
     /// The clusters.
     pub clusters: ClusterRefs,
 }
 
+/// The source namespaces of a mapping.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Namespaces {
+    /// `sourceNamespace` into `destinationNamespace`.
+    One {
+        /// Source namespace.
+        source: String,
+        /// DR namespace.
+        destination: String,
+    },
+    /// Every source namespace matching `namespaceSelector`, named per `destinationNamespaceRule`.
+    Selected {
+        /// The selector as a label-selector string.
+        selector: String,
+        /// The naming rule.
+        rule: DestinationNamespaceRule,
+    },
+}
+
+impl Namespaces {
+    /// A short description for messages.
+    pub fn describe(&self) -> String {
+        match self {
+            Namespaces::One { source, destination } => format!("{source} to {destination}"),
+            Namespaces::Selected { selector, .. } => format!("the namespaces matching {selector:?}"),
+        }
+    }
+}
+
+fn namespaces(spec: &NamespaceMappingSpec) -> Result<Namespaces, Invalid> {
+    match (&spec.source_namespace, &spec.namespace_selector) {
+        (Some(_), Some(_)) => Err(invalid("InvalidSpec", "set sourceNamespace or namespaceSelector, not both")),
+        (None, None) => Err(invalid("SourceNamespaceMissing", "set sourceNamespace (or namespaceSelector)")),
+        (Some(source), None) => {
+            if spec.destination_namespace_rule.is_some() {
+                return Err(invalid("InvalidSpec", "destinationNamespaceRule is only allowed with namespaceSelector"));
+            }
+            let destination = spec.destination_namespace.clone().unwrap_or_else(|| source.clone());
+            Ok(Namespaces::One { source: source.clone(), destination })
+        }
+        (None, Some(selector)) => {
+            if spec.destination_namespace.is_some() {
+                return Err(invalid(
+                    "InvalidSpec",
+                    "destinationNamespace is not allowed with namespaceSelector; use destinationNamespaceRule",
+                ));
+            }
+            let parsed = Selector::try_from(selector.clone())
+                .map_err(|e| invalid("InvalidNamespaceSelector", format!("namespaceSelector: {e}")))?;
+            let text = parsed.to_string();
+            if text.is_empty() {
+                return Err(invalid(
+                    "InvalidNamespaceSelector",
+                    "namespaceSelector selects every namespace; give at least one label or expression",
+                ));
+            }
+            Ok(Namespaces::Selected {
+                selector: text,
+                rule: spec.destination_namespace_rule.clone().unwrap_or_default(),
+            })
+        }
+    }
+}
+
 /// Checks a spec; `mapping_namespace` resolves a ClusterMapping reference without a namespace.
 pub fn validate(spec: &NamespaceMappingSpec, mapping_namespace: &str) -> Result<Validated, Invalid> {
-    if spec.namespace_selector.is_some() {
-        return Err(invalid(
-            "NamespaceSelectorNotSupported",
-            "namespaceSelector is not supported by this version of dr-syncer yet; set sourceNamespace",
-        ));
-    }
-    let source_namespace = spec
-        .source_namespace
-        .clone()
-        .ok_or_else(|| invalid("SourceNamespaceMissing", "set sourceNamespace (or namespaceSelector)"))?;
-    if spec.destination_namespace_rule.is_some() {
-        return Err(invalid("InvalidSpec", "destinationNamespaceRule is only allowed with namespaceSelector"));
-    }
-    let destination_namespace = spec.destination_namespace.clone().unwrap_or_else(|| source_namespace.clone());
+    let namespaces = namespaces(spec)?;
     let clusters = match (&spec.cluster_mapping_ref, &spec.source_cluster, &spec.destination_cluster) {
         (Some(r), _, _) => ClusterRefs::ClusterMapping(
             r.namespace.clone().unwrap_or_else(|| mapping_namespace.to_string()),
@@ -89,7 +139,7 @@ pub fn validate(spec: &NamespaceMappingSpec, mapping_namespace: &str) -> Result<
     compile_exclusions(spec.exclude_resources.as_deref().unwrap_or_default())
         .map_err(|e| invalid("InvalidExclusion", e.to_string()))?;
     label_selector(spec).map_err(|m| invalid("InvalidLabelSelector", m))?;
-    Ok(Validated { source_namespace, destination_namespace, clusters })
+    Ok(Validated { namespaces, clusters })
 }
 
 /// The cadence of a validated spec: `default_schedule` is the source RemoteCluster's `defaultSchedule`.
@@ -129,7 +179,7 @@ mod tests {
             "ops",
         )
         .unwrap();
-        assert_eq!((v.source_namespace.as_str(), v.destination_namespace.as_str()), ("shop", "shop"));
+        assert_eq!(v.namespaces, Namespaces::One { source: "shop".into(), destination: "shop".into() });
         assert_eq!(v.clusters, ClusterRefs::Direct("a".into(), "b".into()));
         let v = validate(
             &spec(serde_json::json!({"sourceNamespace": "shop", "clusterMappingRef": {"name": "pair"}})),
@@ -145,8 +195,16 @@ mod tests {
             (serde_json::json!({"sourceCluster": "a", "destinationCluster": "b"}), "SourceNamespaceMissing"),
             (serde_json::json!({"sourceNamespace": "x", "sourceCluster": "a"}), "ClustersNotSpecified"),
             (
-                serde_json::json!({"namespaceSelector": {"matchLabels": {"a": "b"}}, "clusterMappingRef": {"name": "p"}}),
-                "NamespaceSelectorNotSupported",
+                serde_json::json!({"namespaceSelector": {}, "clusterMappingRef": {"name": "p"}}),
+                "InvalidNamespaceSelector",
+            ),
+            (
+                serde_json::json!({"namespaceSelector": {"matchLabels": {"a": "b"}}, "sourceNamespace": "x", "clusterMappingRef": {"name": "p"}}),
+                "InvalidSpec",
+            ),
+            (
+                serde_json::json!({"namespaceSelector": {"matchLabels": {"a": "b"}}, "destinationNamespace": "x", "clusterMappingRef": {"name": "p"}}),
+                "InvalidSpec",
             ),
             (
                 serde_json::json!({"sourceNamespace": "x", "clusterMappingRef": {"name": "p"}, "schedule": "61 * * * *"}),

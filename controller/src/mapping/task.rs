@@ -9,15 +9,23 @@ use jiff::Timestamp;
 use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
 
+use std::collections::BTreeSet;
+
+use dr_syncer_api::namespace_mapping::CoveredNamespace;
+use kube::api::{Api, DynamicObject};
+
+use super::cleanup;
 use super::decide::SyncReason;
 use super::outcome::{Finished, result_label};
+use super::spec::Namespaces;
 use super::state::{Running, States};
 use crate::clusters::Connection;
 use crate::reconcile::Context;
 use crate::reconcile::events::Severity;
+use crate::sync::api::CallError;
+use crate::sync::discovery::api_resource;
 use crate::sync::engine::{self, Endpoint, Job};
 use crate::sync::kinds::{self, Catalog};
-use crate::sync::ownership::Marks;
 use crate::sync::report::{Category, SyncFailure, SyncReport};
 use dr_syncer_api::namespace_mapping::NamespaceMappingSpec;
 
@@ -32,10 +40,10 @@ pub struct Plan {
     pub source: (RemoteCluster, Connection),
     /// DR cluster and its client.
     pub destination: (RemoteCluster, Connection),
-    /// Source namespace.
-    pub source_namespace: String,
-    /// DR namespace.
-    pub destination_namespace: String,
+    /// Which namespaces are replicated.
+    pub namespaces: Namespaces,
+    /// The namespaces the previous sync covered (from status), for cleanup of those no longer covered.
+    pub covered_before: Vec<CoveredNamespace>,
     /// Why it runs.
     pub reason: SyncReason,
 }
@@ -78,9 +86,25 @@ pub fn spawn(
 }
 
 async fn execute(ctx: &Context, plan: &Plan, running: &Running) -> SyncReport {
+    let started = std::time::Instant::now();
+    let mut report = execute_inner(ctx, plan, running).await;
+    report.duration = started.elapsed();
+    report
+}
+
+fn failed(reason: &str, category: Category, message: String, destination: &str) -> SyncReport {
+    let failure = SyncFailure { category, reason: reason.into(), message };
+    SyncReport { failure: Some(failure), destination_namespace: destination.to_string(), ..SyncReport::default() }
+}
+
+async fn execute_inner(ctx: &Context, plan: &Plan, running: &Running) -> SyncReport {
     let timeout = ctx.settings.sync_api_timeout;
     let (src_rc, src) = &plan.source;
     let (dst_rc, dst) = &plan.destination;
+    let single = match &plan.namespaces {
+        Namespaces::One { destination, .. } => destination.clone(),
+        Namespaces::Selected { .. } => String::new(),
+    };
     let mut catalogs =
         tokio::join!(ctx.registry.catalog(src_rc, src, timeout), ctx.registry.catalog(dst_rc, dst, timeout));
     if let (Ok(s), Ok(d)) = &catalogs
@@ -93,35 +117,83 @@ async fn execute(ctx: &Context, plan: &Plan, running: &Running) -> SyncReport {
     }
     let (source_catalog, destination_catalog) = match catalogs {
         (Ok(s), Ok(d)) => (s, d),
-        (Err(e), _) | (_, Err(e)) => {
-            let failure = SyncFailure {
-                category: Category::NetworkError,
-                reason: "DiscoveryFailed".into(),
-                message: e.to_string(),
-            };
-            return SyncReport {
-                failure: Some(failure),
-                destination_namespace: plan.destination_namespace.clone(),
-                ..SyncReport::default()
-            };
+        (Err(e), _) | (_, Err(e)) => return failed("DiscoveryFailed", Category::NetworkError, e.to_string(), &single),
+    };
+    let pairs = match source_namespaces(ctx, plan).await {
+        Ok(pairs) => pairs,
+        Err(e) => return failed("NamespaceListFailed", e.category, e.to_string(), &single),
+    };
+    let mut merged = SyncReport { destination_namespace: single.clone(), ..SyncReport::default() };
+    for pair in &pairs {
+        let job = Job {
+            marks: cleanup::marks_of(&plan.mapping, &src_rc.name_any(), &pair.source),
+            source: Endpoint { name: src_rc.name_any(), client: src.client.clone(), catalog: source_catalog.clone() },
+            destination: Endpoint {
+                name: dst_rc.name_any(),
+                client: dst.client.clone(),
+                catalog: destination_catalog.clone(),
+            },
+            destination_namespace: pair.destination.clone(),
+            spec: plan.mapping.spec.clone(),
+            timeout,
+            concurrency: ctx.settings.sync_concurrency,
+            cancel: running.cancel.clone(),
+        };
+        let report = engine::run(job).await;
+        if single.is_empty() {
+            merged.merge(report);
+        } else {
+            merged = report;
         }
+        if running.cancel.is_cancelled() {
+            return merged;
+        }
+    }
+    merged.covered = Some(pairs.clone());
+    // Namespaces covered before (status, or marked as created by this mapping) and not any more: cleanup.
+    let marks = cleanup::marks_of(&plan.mapping, &src_rc.name_any(), "");
+    let mut stale: BTreeSet<String> = plan.covered_before.iter().map(|c| c.destination.clone()).collect();
+    match cleanup::marked_namespaces(ctx, &marks, dst).await {
+        Ok(found) => stale.extend(found),
+        Err(e) => {
+            tracing::warn!(mapping = %marks.mapping_ref(), error = %e, "cannot list the DR namespaces this mapping created")
+        }
+    }
+    for pair in &pairs {
+        stale.remove(&pair.destination);
+    }
+    let (done, pending) =
+        cleanup::namespaces(ctx, &marks, &plan.destination, plan.mapping.spec.cleanup(), &stale).await;
+    merged.cleaned_up = done.into_iter().map(|(ns, r)| (ns, r.deleted + r.released)).collect();
+    merged.pending_cleanups = pending;
+    merged
+}
+
+/// The source namespaces of the sync and their DR namespaces. For a selector, the namespaces that match now
+/// (a failed listing fails the sync: nothing is pruned or cleaned up on a partial view).
+async fn source_namespaces(ctx: &Context, plan: &Plan) -> Result<Vec<CoveredNamespace>, CallError> {
+    let (selector, rule) = match &plan.namespaces {
+        Namespaces::One { source, destination } => {
+            return Ok(vec![CoveredNamespace { source: source.clone(), destination: destination.clone() }]);
+        }
+        Namespaces::Selected { selector, rule } => (selector, rule),
     };
-    let job = Job {
-        marks: Marks {
-            mapping_namespace: plan.mapping.namespace().unwrap_or_default(),
-            mapping_name: plan.mapping.name_any(),
-            source_cluster: src_rc.name_any(),
-            source_namespace: plan.source_namespace.clone(),
-        },
-        source: Endpoint { name: src_rc.name_any(), client: src.client.clone(), catalog: source_catalog },
-        destination: Endpoint { name: dst_rc.name_any(), client: dst.client.clone(), catalog: destination_catalog },
-        destination_namespace: plan.destination_namespace.clone(),
-        spec: plan.mapping.spec.clone(),
-        timeout,
-        concurrency: ctx.settings.sync_concurrency,
-        cancel: running.cancel.clone(),
-    };
-    engine::run(job).await
+    let resource = api_resource("", "v1", "Namespace", "namespaces");
+    let all: Api<DynamicObject> = Api::all_with(plan.source.1.client.clone(), &resource);
+    let what = format!("list the namespaces matching {selector:?} on source cluster {}", plan.source.0.name_any());
+    let listed =
+        crate::sync::api::list_all(&all, &resource, Some(selector), ctx.settings.sync_api_timeout, &what).await?;
+    let mut pairs: Vec<CoveredNamespace> = listed
+        .iter()
+        .filter(|ns| ns.pointer("/status/phase").and_then(serde_json::Value::as_str) != Some("Terminating"))
+        .map(|ns| {
+            let source = crate::sync::object::name(ns).to_string();
+            CoveredNamespace { destination: rule.apply(&source), source }
+        })
+        .filter(|c| c.destination.len() <= 63)
+        .collect();
+    pairs.sort();
+    Ok(pairs)
 }
 
 /// Whether the mapping names a kind the source catalog lacks, or that the DR catalog lacks.
@@ -147,6 +219,17 @@ async fn publish(ctx: &Context, mapping: &NamespaceMapping, done: &Finished) {
     for p in problems.take(MAX_OBJECT_EVENTS) {
         let note = format!("{}/{}: {}", p.kind, p.name, p.message);
         ctx.events.publish(&reference, Severity::Warning, &p.reason, "SyncObject", &note).await;
+    }
+    for (ns, n) in &report.cleaned_up {
+        let note = format!(
+            "{ns} is no longer covered: cleaned up per cleanupPolicy {:?} ({n} objects)",
+            mapping.spec.cleanup()
+        );
+        ctx.events.publish(&reference, Severity::Normal, "NamespaceCleanedUp", "Cleanup", &note).await;
+    }
+    for p in &report.pending_cleanups {
+        let note = format!("{} is no longer covered but its cleanup has not finished: {}", p.destination, p.message);
+        ctx.events.publish(&reference, Severity::Warning, "CleanupPending", "Cleanup", &note).await;
     }
     let t = report.totals();
     let mut summary = format!(

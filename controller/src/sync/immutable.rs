@@ -112,7 +112,9 @@ fn frozen(group: &str, kind: &str, existing: &Value) -> Option<Frozen> {
             "persistentVolumeClaimRetentionPolicy",
             "ordinals",
         ]),
-        ("batch", "Job") => Frozen::Paths(&["/spec/selector", "/spec/template", "/spec/completions", "/spec/completionMode"]),
+        ("batch", "Job") => {
+            Frozen::Paths(&["/spec/selector", "/spec/template", "/spec/completions", "/spec/completionMode"])
+        }
         ("", "PersistentVolumeClaim") => Frozen::SpecExcept(&["resources"]),
         ("", "ConfigMap" | "Secret") if existing.get("immutable") == Some(&Value::Bool(true)) => {
             Frozen::Paths(&["/data", "/binaryData", "/stringData", "/immutable", "/type"])
@@ -133,7 +135,8 @@ pub fn keep_immutable(group: &str, kind: &str, desired: &Value, existing: &Value
         }
         Frozen::SpecExcept(allowed) => {
             let mut spec = existing.get("spec").cloned().unwrap_or(Value::Object(Default::default()));
-            if let (Some(spec_map), Some(wanted)) = (spec.as_object_mut(), desired.get("spec").and_then(Value::as_object))
+            if let (Some(spec_map), Some(wanted)) =
+                (spec.as_object_mut(), desired.get("spec").and_then(Value::as_object))
             {
                 for key in allowed {
                     match wanted.get(*key) {
@@ -188,10 +191,26 @@ mod tests {
     #[test]
     fn is_immutable_refusal_recognises_api_server_messages() {
         let cases = [
-            ("Invalid", "Service \"web\" is invalid: spec.clusterIP: Invalid value: \"None\": field is immutable", true),
-            ("Invalid", "StatefulSet.apps \"db\" is invalid: spec: Forbidden: updates to statefulset spec for fields other than 'replicas', 'template', and 'updateStrategy' are forbidden", true),
-            ("Invalid", "PersistentVolumeClaim \"d\" is invalid: spec: Forbidden: spec is immutable after creation except resources.requests for bound claims", true),
-            ("Invalid", "Deployment.apps \"w\" is invalid: spec.template.metadata.labels: Invalid value: map[]: `selector` does not match template `labels`", false),
+            (
+                "Invalid",
+                "Service \"web\" is invalid: spec.clusterIP: Invalid value: \"None\": field is immutable",
+                true,
+            ),
+            (
+                "Invalid",
+                "StatefulSet.apps \"db\" is invalid: spec: Forbidden: updates to statefulset spec for fields other than 'replicas', 'template', and 'updateStrategy' are forbidden",
+                true,
+            ),
+            (
+                "Invalid",
+                "PersistentVolumeClaim \"d\" is invalid: spec: Forbidden: spec is immutable after creation except resources.requests for bound claims",
+                true,
+            ),
+            (
+                "Invalid",
+                "Deployment.apps \"w\" is invalid: spec.template.metadata.labels: Invalid value: map[]: `selector` does not match template `labels`",
+                false,
+            ),
             ("Conflict", "field is immutable", false),
         ];
         for (reason, message, want) in cases {

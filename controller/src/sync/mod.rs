@@ -1,6 +1,7 @@
 //! The resource sync engine and its pure building blocks.
 
 pub mod api;
+pub mod cleanup;
 pub mod discovery;
 pub mod engine;
 pub mod immutable;

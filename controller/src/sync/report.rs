@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use dr_syncer_api::namespace_mapping::{FailureHandling, FailureMode, KindCounts};
+use dr_syncer_api::namespace_mapping::{CoveredNamespace, FailureHandling, FailureMode, KindCounts, PendingCleanup};
 
 /// Per-object errors kept in a report (and in status); the counts stay exact beyond it.
 pub const MAX_OBJECT_ERRORS: usize = 50;
@@ -103,6 +103,12 @@ pub struct SyncReport {
     pub destination_namespace: String,
     /// Whether this sync created the DR namespace.
     pub namespace_created: bool,
+    /// The namespaces the sync covered (`None` when it failed before it knew them).
+    pub covered: Option<Vec<CoveredNamespace>>,
+    /// DR namespaces no longer covered that were cleaned up, with the number of objects deleted or released.
+    pub cleaned_up: Vec<(String, usize)>,
+    /// DR namespaces no longer covered whose cleanup has not finished.
+    pub pending_cleanups: Vec<PendingCleanup>,
 }
 
 impl SyncReport {
@@ -126,6 +132,52 @@ impl SyncReport {
         self.counts(&problem.kind).conflicts += 1;
         if self.conflicts.len() < MAX_OBJECT_ERRORS {
             self.conflicts.push(problem);
+        }
+    }
+
+    /// Adds the report of one namespace of a selector mapping: counts add up, object names get the DR namespace
+    /// as prefix, and a failure of that namespace becomes a failed entry (the other namespaces still count).
+    pub fn merge(&mut self, other: SyncReport) {
+        let prefix = other.destination_namespace.clone();
+        let named = |mut p: ObjectProblem| {
+            p.name = format!("{prefix}/{}", p.name);
+            p
+        };
+        for (kind, counts) in other.kinds {
+            let mine = self.counts(&kind);
+            mine.applied += counts.applied;
+            mine.unchanged += counts.unchanged;
+            mine.pruned += counts.pruned;
+            mine.failed += counts.failed;
+            mine.conflicts += counts.conflicts;
+            mine.immutable += counts.immutable;
+        }
+        let bounded = |list: &mut Vec<ObjectProblem>, more: Vec<ObjectProblem>| {
+            list.extend(more.into_iter().map(named).take(MAX_OBJECT_ERRORS.saturating_sub(list.len())));
+        };
+        bounded(&mut self.errors, other.errors);
+        bounded(&mut self.conflicts, other.conflicts);
+        bounded(&mut self.immutable, other.immutable);
+        bounded(&mut self.warnings, other.warnings);
+        for p in other.type_problems {
+            if !self.type_problems.iter().any(|q| q.name == p.name && q.reason == p.reason) {
+                self.type_problems.push(p);
+            }
+        }
+        self.scales.extend(other.scales.into_iter().map(|(name, n)| (format!("{prefix}/{name}"), n)));
+        for r in other.resolved {
+            if !self.resolved.contains(&r) {
+                self.resolved.push(r);
+            }
+        }
+        if let Some(f) = other.failure {
+            self.fail(ObjectProblem {
+                kind: "Namespace".into(),
+                name: prefix.clone(),
+                reason: f.reason,
+                message: f.message,
+                category: f.category,
+            });
         }
     }
 

@@ -11,8 +11,8 @@ use dr_syncer_api::namespace_mapping::ImmutableHandling;
 use super::immutable::{self, Handled, Refused};
 use super::{Job, Rules};
 use crate::sync::api::{self, CallError};
-use crate::sync::immutable::is_immutable_refusal;
 use crate::sync::discovery::api_resource;
+use crate::sync::immutable::is_immutable_refusal;
 use crate::sync::kinds::SelectedKind;
 use crate::sync::object;
 use crate::sync::ownership::{Owner, stamp_hash};
@@ -264,7 +264,8 @@ pub(super) fn plan_object(
         }
         Action::Create | Action::Update => {
             let adopt = existing.is_some_and(|e| job.marks.owner_of(e) == Owner::Unmanaged);
-            let (handling, warning) = ctx.rules.immutable.handling_for(&ctx.selected.plural, &ctx.selected.group, source);
+            let (handling, warning) =
+                ctx.rules.immutable.handling_for(&ctx.selected.plural, &ctx.selected.group, source);
             if let Some(message) = warning {
                 report.warnings.push(ObjectProblem {
                     kind: kind.to_string(),
