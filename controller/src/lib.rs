@@ -19,5 +19,6 @@ pub mod reconcile;
 pub mod supervisor;
 pub mod sync;
 pub mod telemetry;
+pub mod watch;
 
 pub use error::Error;

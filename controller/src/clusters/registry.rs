@@ -89,6 +89,8 @@ pub struct Connection {
     pub server: String,
     /// The kubeconfig asked to skip TLS verification (ignored: verification stays on).
     pub insecure_requested: bool,
+    /// Identifies this client: the RemoteCluster and the kubeconfig Secret version it was built from.
+    pub identity: String,
 }
 
 struct Entry {
@@ -160,8 +162,12 @@ impl Registry {
         config.read_timeout = Some(READ_TIMEOUT);
         let client = Client::try_from(config)
             .map_err(|e| bad(KubeconfigProblem { reason: "KubeconfigLoadError", message: e.to_string() }))?;
-        let connection =
-            Connection { client, server: inspected.server, insecure_requested: inspected.insecure_requested };
+        let connection = Connection {
+            client,
+            server: inspected.server,
+            insecure_requested: inspected.insecure_requested,
+            identity: format!("{}#{version}", key(rc)),
+        };
         if let Ok(mut entries) = self.entries.lock() {
             entries.insert(key(rc), Entry { secret_version: version, connection: connection.clone(), catalog: None });
         }

@@ -28,6 +28,8 @@ pub enum SyncReason {
     /// The status says a sync is running but none runs here: it was cut short (the controller restarted, or
     /// another replica took the lead), so it runs again.
     Interrupted,
+    /// Asked for by the watch-driven sync of a Continuous mapping (the text says why).
+    Watch(&'static str),
 }
 
 impl SyncReason {
@@ -41,6 +43,7 @@ impl SyncReason {
             SyncReason::Scheduled => "scheduled".into(),
             SyncReason::Periodic => "periodic full sync".into(),
             SyncReason::Interrupted => "resuming a sync that was interrupted (restart or leader change)".into(),
+            SyncReason::Watch(why) => (*why).to_string(),
         }
     }
 }
@@ -76,6 +79,8 @@ pub struct Inputs<'a> {
     pub spec_trigger: Option<&'a str>,
     /// The mapping's own cadence.
     pub cadence: &'a Cadence,
+    /// A full sync asked for by the watch-driven sync.
+    pub requested: Option<SyncReason>,
     /// Now.
     pub now: Timestamp,
 }
@@ -126,6 +131,8 @@ pub fn decide(input: &Inputs<'_>) -> Decision {
         Some(SyncReason::SpecTrigger(t.to_string()))
     } else if status.phase == Some(NamespaceMappingPhase::Running) {
         Some(SyncReason::Interrupted)
+    } else if let Some(requested) = &input.requested {
+        Some(requested.clone())
     } else if new_generation && input.mode != ReplicationMode::Manual {
         Some(SyncReason::SpecChanged)
     } else {

@@ -36,6 +36,7 @@ fn input<'a>(status: &'a NamespaceMappingStatus, cadence: &'a Cadence, now: &str
         sync_now: false,
         spec_trigger: None,
         cadence,
+        requested: None,
         now: ts(now),
     }
 }
@@ -145,4 +146,15 @@ fn decide_resumes_sync_when_status_says_running_but_none_runs_here() {
         let d = decide(&Inputs { mode, ..input(&status, &Cadence::Never, "2026-01-01T10:02:00Z") });
         assert_eq!(d.start, Some(SyncReason::Interrupted), "{mode:?}");
     }
+}
+
+#[test]
+fn decide_starts_requested_full_sync_when_watch_asks() {
+    let status = synced(1);
+    let cadence = Cadence::Every(std::time::Duration::from_secs(3600));
+    let mut inputs = input(&status, &cadence, "2026-01-01T10:02:00Z");
+    inputs.mode = ReplicationMode::Continuous;
+    assert_eq!(decide(&inputs).start, None);
+    inputs.requested = Some(SyncReason::Watch("the source watch resumed after an interruption"));
+    assert_eq!(decide(&inputs).start, Some(SyncReason::Watch("the source watch resumed after an interruption")));
 }

@@ -2,6 +2,7 @@
 //! when to sync, runs syncs in the background and folds their results into status.
 
 pub mod cleanup;
+pub mod continuous;
 pub mod decide;
 pub mod outcome;
 pub mod resolve;
@@ -38,6 +39,7 @@ use crate::error::{Error, with_timeout as call};
 use crate::reconcile::conditions::{self, Desired, FALSE, TRUE};
 use crate::reconcile::events::Severity;
 use crate::reconcile::{Context, backoff};
+use crate::watch::hub::WatchHub;
 
 /// Longest time between reconciles of a mapping that is waiting for something.
 const MAX_WAIT: Duration = Duration::from_secs(300);
@@ -48,6 +50,7 @@ pub struct MappingController {
     states: States,
     wake: UnboundedSender<ObjectRef<NamespaceMapping>>,
     store: Store<NamespaceMapping>,
+    hub: WatchHub,
 }
 
 fn key_of(nm: &NamespaceMapping) -> String {
@@ -108,6 +111,7 @@ async fn not_ready(
     observe: bool,
 ) -> Result<(), Error> {
     let generation = nm.meta().generation;
+    continuous::stop(mc, &key_of(nm));
     let before = conditions::get(&status.conditions, READY).map(|c| (c.status.clone(), c.reason.clone()));
     let desired = Desired { type_: READY, status: FALSE, reason: why.reason, message: why.message.clone() };
     conditions::set(&mut status.conditions, desired, generation, &conditions::now());
@@ -218,12 +222,13 @@ async fn apply_inner(
     let now = conditions::now();
     let ready = Desired { type_: READY, status: TRUE, reason: "Ready", message: format!("replicating {described}") };
     conditions::set(&mut status.conditions, ready, generation, &now);
+    continuous::reconcile(mc, nm, &resolved, &validated, &mut status).await;
     if mc.states.with(&key, |s| s.running.is_some()) {
         write(mc, nm, previous, &status).await?;
         return Ok(Action::requeue(MAX_WAIT));
     }
     let annotations = nm.annotations();
-    let handled = mc.states.with(&key, |s| s.handled_sync_now_version.clone());
+    let (handled, requested) = mc.states.with(&key, |s| (s.handled_sync_now_version.clone(), s.requested.clone()));
     let sync_now = (annotations.contains_key(ANNOTATION_SYNC_NOW) || annotations.contains_key(ANNOTATION_TRIGGER_SYNC))
         && handled != nm.resource_version();
     let decision = decide(&Inputs {
@@ -233,6 +238,7 @@ async fn apply_inner(
         sync_now,
         spec_trigger: nm.spec.sync_trigger.as_deref(),
         cadence: &cadence,
+        requested,
         now: now.0,
     });
     status.next_sync_time = decision.next_sync_time.map(Time);
@@ -246,6 +252,7 @@ async fn apply_inner(
     if sync_now {
         remove_sync_now(mc, nm).await?;
     }
+    mc.states.with(&key, |s| s.requested = None);
     status.phase = Some(NamespaceMappingPhase::Running);
     status.last_sync_start_time = Some(now.clone());
     status.observed_generation = generation;
@@ -267,6 +274,7 @@ async fn apply_inner(
         destination: resolved.destination,
         namespaces: validated.namespaces.clone(),
         covered_before: status.covered_namespaces.clone(),
+        sync_lock: mc.states.with(&key, |s| s.sync_lock.clone()),
         reason,
     };
     task::spawn(ctx, &mc.states, mc.wake.clone(), plan);
@@ -324,7 +332,8 @@ pub async fn run(ctx: Context, shutdown: impl Future<Output = ()> + Send + Sync 
     let (by_rc, by_cm) = (store.clone(), store.clone());
     let rcs: Api<RemoteCluster> = ctx.watched();
     let cms: Api<ClusterMapping> = ctx.watched();
-    let mc = Arc::new(MappingController { ctx: ctx.clone(), states: states.clone(), wake, store });
+    let hub = WatchHub::new(ctx.metrics.clone());
+    let mc = Arc::new(MappingController { ctx: ctx.clone(), states: states.clone(), wake, store, hub });
     controller
         .watches(rcs, watcher::Config::default(), move |rc: RemoteCluster| {
             referencing(&by_rc, &rc.namespace().unwrap_or_default(), &rc.name_any(), false)

@@ -16,7 +16,7 @@ use jiff::{SignedDuration, Timestamp};
 
 use super::decide::{STALLED, SyncReason};
 use crate::reconcile::conditions::{self, Desired, FALSE, TRUE};
-use crate::sync::report::{MAX_OBJECT_ERRORS, SyncReport};
+use crate::sync::report::{Category, MAX_OBJECT_ERRORS, SyncReport};
 
 /// Condition: the last sync replicated every selected object.
 pub const SYNCED: &str = "Synced";
@@ -201,12 +201,16 @@ fn synced_condition(report: &SyncReport) -> (String, String) {
         format_duration(report.duration)
     );
     if let Some(f) = &report.failure {
-        return (f.reason.clone(), format!("{}; {counts}", f.message));
+        let reason = if f.category == Category::NetworkError { "RemoteUnreachable" } else { f.reason.as_str() };
+        return (reason.to_string(), format!("{}: {}; {counts}", f.reason, f.message));
     }
     if let Some(p) = report.type_problems.first() {
         return (p.reason.clone(), format!("{}; {counts}", p.message));
     }
     if t.failed > 0 {
+        if report.errors.first().is_some_and(|e| e.category == Category::NetworkError) {
+            return ("RemoteUnreachable".into(), counts);
+        }
         return ("ObjectsFailed".into(), counts);
     }
     if t.conflicts > 0 {

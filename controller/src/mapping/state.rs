@@ -10,6 +10,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::decide::SyncReason;
 use super::outcome::Finished;
+use crate::watch::worker::{Progress, Worker};
 
 /// A sync in flight.
 #[derive(Clone, Debug)]
@@ -36,6 +37,14 @@ pub struct MappingState {
     pub handled_sync_now_version: Option<String>,
     /// Reconciles in a row that could not resolve the mapping's clusters.
     pub resolve_failures: u32,
+    /// The watch-driven sync of a Continuous mapping.
+    pub watcher: Option<Arc<Worker>>,
+    /// A full sync asked for by the watch-driven sync.
+    pub requested: Option<SyncReason>,
+    /// State of the watch-driven sync, for status.
+    pub progress: Progress,
+    /// Held by a full sync while it runs; batches of watched changes wait for it.
+    pub sync_lock: Arc<tokio::sync::Mutex<()>>,
 }
 
 /// Memory of every mapping, keyed `namespace/name`.
@@ -64,12 +73,14 @@ impl States {
         }
     }
 
-    /// Cancels every sync (controller shutdown).
+    /// Cancels every sync and stops every watch-driven sync (controller shutdown).
     pub fn cancel_all(&self) {
-        if let Ok(map) = self.inner.lock() {
-            for running in map.values().filter_map(|s| s.running.as_ref()) {
+        let mut map = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        for state in map.values_mut() {
+            if let Some(running) = &state.running {
                 running.cancel.cancel();
             }
+            state.watcher = None;
         }
     }
 }

@@ -46,6 +46,8 @@ pub struct Plan {
     pub covered_before: Vec<CoveredNamespace>,
     /// Why it runs.
     pub reason: SyncReason,
+    /// Held while the sync runs, so that watched changes are not applied under it.
+    pub sync_lock: Arc<tokio::sync::Mutex<()>>,
 }
 
 /// Starts the sync in the background and records it as running.
@@ -67,7 +69,9 @@ pub fn spawn(
         let object = ObjectRef::from_obj(&*plan.mapping);
         let (ns, name) = (plan.mapping.namespace().unwrap_or_default(), plan.mapping.name_any());
         ctx.metrics.set_running(&ns, &name, true);
+        let held = plan.sync_lock.clone().lock_owned().await;
         let report = execute(&ctx, &plan, &token).await;
+        drop(held);
         let finished =
             Finished { report, reason: token.reason.clone(), started: token.started, finished: Timestamp::now() };
         ctx.metrics.set_running(&ns, &name, false);

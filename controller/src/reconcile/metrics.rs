@@ -4,7 +4,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 
 use dr_syncer_api::namespace_mapping::KindCounts;
-use prometheus::{GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry};
+use prometheus::{GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
 
 use crate::error::Error;
 use crate::metrics::PREFIX;
@@ -26,6 +26,10 @@ pub struct ControllerMetrics {
     cluster_healthy: IntGaugeVec,
     mapping_connected: IntGaugeVec,
     reconcile_errors: IntCounterVec,
+    watches: IntGauge,
+    watch_restarts: IntCounterVec,
+    workers: IntGauge,
+    propagation: HistogramVec,
     kinds_seen: Arc<Mutex<KindsSeen>>,
 }
 
@@ -78,8 +82,27 @@ impl ControllerMetrics {
                 &["controller", "reason"],
             )
             .map_err(Error::Metrics)?,
+            watches: IntGauge::new(name("watches"), "Source watches running (one per kind per source cluster, shared by the Continuous mappings that need it).")
+                .map_err(Error::Metrics)?,
+            watch_restarts: IntCounterVec::new(
+                Opts::new(name("watch_restarts_total"), "Times a source watch failed and restarted after a backoff, by source cluster and resource."),
+                &["cluster", "resource"],
+            )
+            .map_err(Error::Metrics)?,
+            workers: IntGauge::new(name("continuous_workers"), "Continuous mappings whose watch-driven sync is running.")
+                .map_err(Error::Metrics)?,
+            propagation: HistogramVec::new(
+                HistogramOpts::new(name("propagation_seconds"), "Continuous mode: time from the controller receiving a source change to the change being applied in the DR cluster.")
+                    .buckets(vec![0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0]),
+                &["namespace", "mapping"],
+            )
+            .map_err(Error::Metrics)?,
             kinds_seen: Arc::default(),
         };
+        registry.register(Box::new(m.watches.clone())).map_err(Error::Metrics)?;
+        registry.register(Box::new(m.watch_restarts.clone())).map_err(Error::Metrics)?;
+        registry.register(Box::new(m.workers.clone())).map_err(Error::Metrics)?;
+        registry.register(Box::new(m.propagation.clone())).map_err(Error::Metrics)?;
         registry.register(Box::new(m.syncs.clone())).map_err(Error::Metrics)?;
         registry.register(Box::new(m.duration.clone())).map_err(Error::Metrics)?;
         registry.register(Box::new(m.objects.clone())).map_err(Error::Metrics)?;
@@ -126,6 +149,7 @@ impl ControllerMetrics {
         let _ = self.duration.remove_label_values(&[namespace, mapping]);
         let _ = self.last_success.remove_label_values(&[namespace, mapping]);
         let _ = self.running.remove_label_values(&[namespace, mapping]);
+        let _ = self.propagation.remove_label_values(&[namespace, mapping]);
         let kinds =
             self.kinds_seen.lock().ok().and_then(|mut s| s.remove(&(namespace.to_string(), mapping.to_string())));
         for kind in kinds.unwrap_or_default() {
@@ -152,6 +176,43 @@ impl ControllerMetrics {
             None => {
                 let _ = self.mapping_connected.remove_label_values(&[namespace, name]);
             }
+        }
+    }
+
+    /// Sets the number of running source watches.
+    pub fn set_watches(&self, n: usize) {
+        self.watches.set(i64::try_from(n).unwrap_or(i64::MAX));
+    }
+
+    /// Counts a source watch restart.
+    pub fn watch_restarted(&self, cluster: &str, resource: &str) {
+        self.watch_restarts.with_label_values(&[cluster, resource]).inc();
+    }
+
+    /// Counts a Continuous worker starting (`+1`) or stopping (`-1`).
+    pub fn worker_delta(&self, delta: i64) {
+        self.workers.add(delta);
+    }
+
+    /// Records the propagation time of one source change.
+    pub fn observe_propagation(&self, namespace: &str, mapping: &str, seconds: f64) {
+        self.propagation.with_label_values(&[namespace, mapping]).observe(seconds);
+    }
+
+    /// Adds the object outcomes of watch-driven syncs (no sync is counted).
+    pub fn record_objects(&self, namespace: &str, mapping: &str, kinds: &[KindCounts]) {
+        for k in kinds {
+            let values = [k.applied, k.unchanged, k.pruned, k.failed, k.conflicts, k.immutable];
+            for (outcome, n) in OUTCOMES.iter().zip(values) {
+                if n > 0 {
+                    self.objects.with_label_values(&[namespace, mapping, &k.kind, outcome]).inc_by(n as u64);
+                }
+            }
+        }
+        if let Ok(mut seen) = self.kinds_seen.lock() {
+            seen.entry((namespace.to_string(), mapping.to_string()))
+                .or_default()
+                .extend(kinds.iter().map(|k| k.kind.clone()));
         }
     }
 

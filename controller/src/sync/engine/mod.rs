@@ -5,6 +5,7 @@
 //! source cluster.
 
 mod immutable;
+pub mod incremental;
 mod kind;
 mod namespace;
 mod volumes;
@@ -131,7 +132,7 @@ fn type_problem(entry: &str, reason: &str, message: String) -> ObjectProblem {
     }
 }
 
-fn version_for(job: &Job, selected: &SelectedKind, report: &mut SyncReport) -> Option<String> {
+pub(super) fn version_for(job: &Job, selected: &SelectedKind, report: &mut SyncReport) -> Option<String> {
     let source = job.source.catalog.get(&selected.group, &selected.kind)?;
     let version = kinds::common_version(source, job.destination.catalog.get(&selected.group, &selected.kind));
     if version.is_none() {

@@ -1,0 +1,145 @@
+//! Continuous mode on real API servers: watched changes and deletes propagate without a trigger, watches are shared
+//! per kind and stop with the mappings that need them (no leak over 100 mapping lifecycles), and the propagation
+//! histogram fills.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Env, WAIT, apply, delete, get};
+use dr_syncer_testlab::{TestNamespace, eventually, eventually_async};
+use serde_json::{Value, json};
+
+fn config_map(name: &str, value: &str) -> Value {
+    json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}, "data": {"v": value}})
+}
+
+fn continuous(source_ns: &str, dest_ns: &str, kinds: &[&str]) -> Value {
+    json!({"sourceNamespace": source_ns, "destinationNamespace": dest_ns, "clusterMappingRef": {"name": "pair"},
+           "replicationMode": "Continuous", "resourceTypes": kinds,
+           "continuous": {"backgroundSyncInterval": "1h"}, "cleanupPolicy": "Delete"})
+}
+
+/// The value of an unlabelled metric (or the sum of a metric's series) in the metrics text.
+fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(name) && (l[name.len()..].starts_with(' ') || l[name.len()..].starts_with('{')))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+async fn dr_value(env: &Env, ns: &str, name: &str) -> Option<String> {
+    get(&env.dr_client, "v1", "ConfigMap", ns, name).await.and_then(|o| o["data"]["v"].as_str().map(str::to_string))
+}
+
+#[tokio::test]
+async fn continuous_mapping_propagates_changes_and_deletes_without_trigger() {
+    let env = Env::start("cont").await;
+    let src = TestNamespace::create(&env.source, "cont-src").await;
+    let dst = format!("{}-dr", src.name());
+    let _dst_guard = TestNamespace::guard(&env.dr, &dst);
+    apply(&env.source_client, src.name(), &config_map("a", "1")).await;
+    env.mapping("live", continuous(src.name(), &dst, &["configmaps"])).await;
+    env.wait_synced_after("live", None).await;
+    assert_eq!(dr_value(&env, &dst, "a").await.as_deref(), Some("1"));
+
+    // A change, a new object and a delete, none triggered: the watch carries them.
+    apply(&env.source_client, src.name(), &config_map("a", "2")).await;
+    apply(&env.source_client, src.name(), &config_map("b", "new")).await;
+    eventually_async("the change and the new object in DR", WAIT, || async {
+        match (dr_value(&env, &dst, "a").await, dr_value(&env, &dst, "b").await) {
+            (Some(a), Some(b)) if a == "2" && b == "new" => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    delete(&env.source_client, "v1", "ConfigMap", src.name(), "b").await;
+    eventually_async("the deleted object pruned from DR", WAIT, || async {
+        match dr_value(&env, &dst, "b").await {
+            None => Ok(()),
+            Some(v) => Err(v),
+        }
+    })
+    .await;
+    let status = env
+        .wait_mapping("live", "lastWatchEvent and Watching=True", |s| {
+            let watching = s.conditions.iter().find(|c| c.type_ == "Watching");
+            match (&s.last_watch_event, watching) {
+                (Some(_), Some(c)) if c.status == "True" => Ok(s.clone()),
+                _ => Err("not yet".into()),
+            }
+        })
+        .await;
+    assert!(status.last_sync_time.is_some());
+    let text = env.metrics();
+    assert!(metric(&text, "dr_syncer_propagation_seconds_count") >= 2.0, "{text}");
+    assert_eq!(metric(&text, "dr_syncer_watches"), 1.0, "{text}");
+    assert_eq!(metric(&text, "dr_syncer_continuous_workers"), 1.0, "{text}");
+
+    // Turning Continuous off stops the watch.
+    let mut spec = continuous(src.name(), &dst, &["configmaps"]);
+    spec["replicationMode"] = json!("Manual");
+    env.mapping("live", spec).await;
+    eventually("the watch stopped", WAIT, || {
+        let text = env.metrics();
+        let (w, k) = (metric(&text, "dr_syncer_watches"), metric(&text, "dr_syncer_continuous_workers"));
+        if w == 0.0 && k == 0.0 { Ok(()) } else { Err(format!("watches {w}, workers {k}")) }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn watches_are_shared_per_kind_and_do_not_leak_over_100_mapping_lifecycles() {
+    let env = Env::start("leak").await;
+    let a = TestNamespace::create(&env.source, "leak-a").await;
+    let b = TestNamespace::create(&env.source, "leak-b").await;
+    let _guards = (
+        TestNamespace::guard(&env.dr, &format!("{}-x", a.name())),
+        TestNamespace::guard(&env.dr, &format!("{}-x", b.name())),
+    );
+    env.mapping("one", continuous(a.name(), &format!("{}-x", a.name()), &["configmaps", "secrets"])).await;
+    env.mapping("two", continuous(b.name(), &format!("{}-x", b.name()), &["configmaps"])).await;
+    eventually("two mappings sharing the ConfigMap watch: 2 watches, 2 workers", WAIT, || {
+        let text = env.metrics();
+        let (w, k) = (metric(&text, "dr_syncer_watches"), metric(&text, "dr_syncer_continuous_workers"));
+        if w == 2.0 && k == 2.0 { Ok(()) } else { Err(format!("watches {w}, workers {k}")) }
+    })
+    .await;
+    env.mappings().delete("one", &Default::default()).await.unwrap();
+    env.mappings().delete("two", &Default::default()).await.unwrap();
+
+    // 100 lifecycles (create, change kinds, delete), ten at a time.
+    let ns = TestNamespace::create(&env.source, "leak-c").await;
+    let mut peak = 0.0f64;
+    for round in 0..10 {
+        let names: Vec<String> = (0..10).map(|i| format!("cycle-{round}-{i}")).collect();
+        for (i, name) in names.iter().enumerate() {
+            let kinds: &[&str] = if i % 2 == 0 { &["configmaps"] } else { &["secrets", "services"] };
+            env.mapping(name, continuous(ns.name(), &format!("{}-{i}", ns.name()), kinds)).await;
+        }
+        for (i, name) in names.iter().enumerate() {
+            let kinds: &[&str] = if i % 2 == 0 { &["services"] } else { &["configmaps"] };
+            env.mapping(name, continuous(ns.name(), &format!("{}-{i}", ns.name()), kinds)).await;
+        }
+        peak = peak.max(metric(&env.metrics(), "dr_syncer_continuous_workers"));
+        for name in &names {
+            env.mappings().delete(name, &Default::default()).await.unwrap();
+        }
+    }
+    eventually_async("every mapping gone", Duration::from_secs(120), || async {
+        let left = env.mappings().list(&Default::default()).await.map_err(|e| e.to_string())?.items.len();
+        if left == 0 { Ok(()) } else { Err(format!("{left} mappings left")) }
+    })
+    .await;
+    eventually("no watch and no worker left", WAIT, || {
+        let text = env.metrics();
+        let (w, k) = (metric(&text, "dr_syncer_watches"), metric(&text, "dr_syncer_continuous_workers"));
+        if w == 0.0 && k == 0.0 { Ok(()) } else { Err(format!("watches {w}, workers {k}")) }
+    })
+    .await;
+    assert!(peak >= 1.0, "workers ran during the cycles (peak {peak})");
+    for i in 0..10 {
+        let _ = TestNamespace::guard(&env.dr, &format!("{}-{i}", ns.name()));
+    }
+}
