@@ -210,7 +210,10 @@ async fn manual_mapping_syncs_only_when_triggered_and_prunes() {
         });
         match nm.status.and_then(|s| s.last_sync_time) {
             Some(t) if t.0 >= before && !annotated && syncs => Ok(()),
-            other => Err(format!("annotated={annotated} three syncs={syncs} last sync {other:?}")),
+            other => Err(format!(
+                "annotated={annotated} three syncs={syncs} last sync {other:?} {}",
+                env.metrics().lines().filter(|l| l.contains("syncs_total{")).collect::<Vec<_>>().join(";")
+            )),
         }
     })
     .await;
