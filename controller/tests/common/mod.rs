@@ -45,6 +45,12 @@ impl Env {
     /// Starts controllers for a fresh control namespace and creates RemoteClusters `source`, `dr` and
     /// ClusterMapping `pair`.
     pub async fn start(prefix: &str) -> Env {
+        Env::start_with(prefix, true).await
+    }
+
+    /// Like [`Env::start`]; without in-process controllers when `controllers` is false (for tests that run the
+    /// controller binary).
+    pub async fn start_with(prefix: &str, controllers: bool) -> Env {
         let (source, dr) = (LabCluster::shared("source"), LabCluster::shared("dr"));
         let (source_client, dr_client) = (source.client().await, dr.client().await);
         crds::install(&dr_client).await;
@@ -65,7 +71,9 @@ impl Env {
             caches: Default::default(),
         };
         let shutdown = CancellationToken::new();
-        tokio::spawn(dr_syncer_controller::controllers::run(ctx, shutdown.clone()));
+        if controllers {
+            tokio::spawn(dr_syncer_controller::controllers::run(ctx, shutdown.clone()));
+        }
         let env = Env { source, dr, source_client, dr_client, ctl, registry, shutdown };
         env.kubeconfig_secret("source-kubeconfig", &env.source.kubeconfig_yaml()).await;
         env.kubeconfig_secret("dr-kubeconfig", &env.dr.kubeconfig_yaml()).await;

@@ -113,6 +113,26 @@ impl EphemeralCluster {
     pub fn cluster(&self) -> &LabCluster {
         &self.cluster
     }
+
+    /// Stops the cluster's API server and etcd, keeping their data (an outage).
+    pub fn stop(&self) {
+        self.lab(&["stop", &self.cluster.name]);
+    }
+
+    /// Starts the cluster again after [`EphemeralCluster::stop`], on the same address and with the same data.
+    pub fn restart(&self) {
+        self.lab(&["start", &self.cluster.name, "--no-kcm"]);
+    }
+
+    fn lab(&self, args: &[&str]) {
+        let out = Command::new(lab_script()).args(args).output().expect("run lab.sh");
+        assert!(
+            out.status.success(),
+            "lab.sh {args:?} failed:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
 }
 
 impl Drop for EphemeralCluster {
