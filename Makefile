@@ -94,6 +94,19 @@ test-lab: tools ## Lab integration tests: starts the test lab (with nodes), load
 	python3 -m unittest discover -s test/py -p 'test_chart_install.py' -v || rc=1; \
 	exit $$rc
 
+##@ Benchmarks
+BENCH_LAB_RUN ?= $(CURDIR)/.lab-bench
+BENCH_LAB_PORT_BASE ?= 27100
+.PHONY: bench
+bench: ## Benchmarks on a lab of their own (control planes only): sync rate vs direct apply, no-op writes, Continuous latency, RSS. Prints the numbers.
+	@set -e; export LAB_RUN=$(BENCH_LAB_RUN) LAB_PORT_BASE=$(BENCH_LAB_PORT_BASE) LAB_NODES=0; \
+	trap '$(LAB) down --purge $$(ls $(BENCH_LAB_RUN) 2>/dev/null) >/dev/null 2>&1 || true' EXIT; \
+	$(LAB) down --purge $$(ls $(BENCH_LAB_RUN) 2>/dev/null) >/dev/null 2>&1 || true; \
+	$(CARGO) bench -p dr-syncer-controller --bench bench --no-run; \
+	$(LAB) up $(TEST_CLUSTERS); \
+	eval "$$($(LAB) env)"; \
+	$(CARGO) bench -p dr-syncer-controller --bench bench
+
 ##@ Lab (real Kubernetes v1.20.2 clusters on this machine, one node each; LAB_NODES=0 for control planes only)
 .PHONY: lab-build
 lab-build: ## Build (or find cached) the Kubernetes binaries and the lab's pause image.

@@ -89,6 +89,11 @@ pub async fn call<T>(
     }
 }
 
+/// Whether the transforms read managedFields of this kind (Services: which nodePorts a user set explicitly).
+fn reads_managed_fields(resource: &ApiResource) -> bool {
+    resource.group.is_empty() && resource.kind == "Service"
+}
+
 /// Lists every object (all pages) as JSON values with `apiVersion` and `kind` filled in.
 pub async fn list_all(
     api: &Api<DynamicObject>,
@@ -110,6 +115,11 @@ pub async fn list_all(
         let page = call(|| what.to_string(), timeout, api.list(&params)).await?;
         token = page.metadata.continue_.clone().filter(|t| !t.is_empty());
         for item in page.items {
+            let mut item = item;
+            if !reads_managed_fields(resource) {
+                // Often as large as the object itself, and not needed: dropped to keep large listings small.
+                item.metadata.managed_fields = None;
+            }
             let mut value = serde_json::to_value(&item).map_err(|e| decode_error(what, &e))?;
             if let Some(map) = value.as_object_mut() {
                 map.insert("apiVersion".into(), Value::String(resource.api_version.clone()));

@@ -40,6 +40,11 @@ impl Process {
         Process { child, logs }
     }
 
+    /// The child's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Every line written so far.
     pub fn logs(&self) -> Vec<String> {
         self.logs.lock().expect("logs").clone()

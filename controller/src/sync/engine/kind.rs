@@ -21,6 +21,9 @@ use crate::sync::report::{Category, ObjectProblem, SyncReport};
 use crate::sync::sanitize::sanitize;
 use crate::sync::transform::transform;
 
+/// Source objects planned (and their writes applied) per round.
+const WRITE_CHUNK: usize = 256;
+
 /// What one kind's sync needs.
 pub struct KindContext<'a> {
     /// The sync.
@@ -116,8 +119,9 @@ pub(super) fn problem(kind: &str, name: &str, err: &CallError) -> ObjectProblem 
     }
 }
 
-/// Syncs every selected source object of the kind, then prunes. Returns the selected source objects when the kind
-/// was synced completely (both listings succeeded), for follow-up steps such as PersistentVolumes.
+/// Syncs every selected source object of the kind, then prunes. Returns the selected source objects of
+/// PersistentVolumeClaims (empty for other kinds) when the kind was synced completely (both listings succeeded), for
+/// the PersistentVolume step.
 pub async fn sync(ctx: &KindContext<'_>, report: &mut SyncReport) -> Option<Vec<Value>> {
     let job = ctx.job;
     let kind = ctx.selected.qualified();
@@ -147,33 +151,43 @@ pub async fn sync(ctx: &KindContext<'_>, report: &mut SyncReport) -> Option<Vec<
     };
     let existing: BTreeMap<String, Value> = existing.into_iter().map(|o| (object::name(&o).to_string(), o)).collect();
 
+    // Planned and applied in chunks, each source object dropped once planned: at most one chunk of desired objects
+    // is held at a time (memory stays flat for large namespaces).
+    let keep_sources = ctx.selected.group.is_empty() && ctx.selected.kind == "PersistentVolumeClaim";
     let mut wanted = BTreeSet::new();
-    let mut writes = Vec::new();
     let mut selected = Vec::new();
-    for source in sources {
-        if ctx.rules.selection.skip(&source, &ctx.selected.plural).is_some() {
-            continue;
+    let mut sources = sources.into_iter().peekable();
+    while sources.peek().is_some() {
+        let mut writes = Vec::new();
+        for source in sources.by_ref().take(WRITE_CHUNK) {
+            if ctx.rules.selection.skip(&source, &ctx.selected.plural).is_some() {
+                continue;
+            }
+            let name = object::name(&source).to_string();
+            wanted.insert(name.clone());
+            if let Some(write) = plan_object(ctx, &kind, &source, existing.get(&name), report) {
+                writes.push(write);
+            }
+            if keep_sources {
+                selected.push(source);
+            }
         }
-        let name = object::name(&source).to_string();
-        wanted.insert(name.clone());
-        if let Some(write) = plan_object(ctx, &kind, &source, existing.get(&name), report) {
-            writes.push(write);
+        let applies = stream::iter(writes.into_iter().map(|w| {
+            let (api, kind, existing) = (&dest_api, &kind, &existing);
+            async move {
+                let written = write_one(ctx, api, kind, &w, existing.get(&w.name)).await;
+                (w.name, written)
+            }
+        }))
+        .buffer_unordered(job.concurrency.max(1))
+        .collect::<Vec<_>>()
+        .await;
+        for (name, written) in applies {
+            record(report, &kind, &name, written);
         }
-        selected.push(source);
-    }
-
-    let applies = stream::iter(writes.into_iter().map(|w| {
-        let (api, kind, existing) = (&dest_api, &kind, &existing);
-        async move {
-            let written = write_one(ctx, api, kind, &w, existing.get(&w.name)).await;
-            (w.name, written)
+        if job.cancel.is_cancelled() {
+            return None;
         }
-    }))
-    .buffer_unordered(job.concurrency.max(1))
-    .collect::<Vec<_>>()
-    .await;
-    for (name, written) in applies {
-        record(report, &kind, &name, written);
     }
     if job.cancel.is_cancelled() {
         return None;

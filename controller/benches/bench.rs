@@ -1,0 +1,345 @@
+//! `make bench`: the controller binary (release build) against the bench lab. Prints, for one run:
+//! initial sync of 2,000 mixed objects (objects/s) next to a direct server-side-apply client (the ceiling); API write
+//! requests of a no-op resync; Continuous propagation latency p50/p99 at 50 changes/s for 60 s; controller RSS with
+//! 10,000 replicated objects. No thresholds are asserted here: the numbers go to docs/performance.md.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use dr_syncer_testlab::process::Process;
+use dr_syncer_testlab::{LabCluster, eventually_async};
+use futures::{StreamExt, stream};
+use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
+use kube::core::GroupVersionKind;
+use kube::discovery::ApiResource;
+use kube::runtime::watcher;
+use kube::{Client, ResourceExt};
+use serde_json::{Value, json};
+
+const BIN: &str = env!("CARGO_BIN_EXE_dr-syncer-controller");
+const CTL: &str = "bench-ctl";
+const CONCURRENCY: usize = 8;
+
+fn resource(api_version: &str, kind: &str) -> ApiResource {
+    let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
+    ApiResource::from_gvk(&GroupVersionKind::gvk(group, version, kind))
+}
+
+/// 2,000 mixed objects: 900 ConfigMaps, 600 Secrets, 200 Services (half headless), 300 Deployments.
+fn mixed() -> Vec<Value> {
+    let mut out = Vec::new();
+    for i in 0..900 {
+        out.push(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": format!("cm-{i}"), "labels": {"app": "bench"}},
+            "data": {"config.yaml": format!("key: value-{i}\nlist: [1, 2, 3]\n"), "n": i.to_string()}}));
+    }
+    for i in 0..600 {
+        out.push(json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": format!("secret-{i}")},
+            "type": "Opaque", "stringData": {"password": format!("p-{i}"), "user": "bench"}}));
+    }
+    for i in 0..200 {
+        let mut svc = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": format!("svc-{i}")},
+            "spec": {"selector": {"app": format!("app-{i}")}, "ports": [{"name": "http", "port": 80, "protocol": "TCP"}]}});
+        if i % 2 == 1 {
+            svc["spec"]["clusterIP"] = json!("None");
+        }
+        out.push(svc);
+    }
+    for i in 0..300 {
+        out.push(json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": format!("web-{i}")},
+            "spec": {"replicas": 1, "selector": {"matchLabels": {"app": format!("web-{i}")}},
+                "template": {"metadata": {"labels": {"app": format!("web-{i}")}},
+                    "spec": {"containers": [{"name": "web", "image": "localhost/dr-syncer-lab/pause:3.2"}]}}}}));
+    }
+    out
+}
+
+async fn create_namespace(client: &Client, name: &str) {
+    let api: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
+    let ns = serde_json::from_value(json!({"metadata": {"name": name}})).unwrap();
+    let _ = api.create(&PostParams::default(), &ns).await;
+}
+
+/// Server-side applies `objects` into `ns` with `concurrency` requests in flight; returns the wall time.
+async fn apply_all(client: &Client, ns: &str, objects: &[Value], manager: &str, concurrency: usize) -> Duration {
+    let started = Instant::now();
+    stream::iter(objects.iter().map(|o| {
+        let api: Api<DynamicObject> = Api::namespaced_with(
+            client.clone(),
+            ns,
+            &resource(o["apiVersion"].as_str().unwrap(), o["kind"].as_str().unwrap()),
+        );
+        let name = o["metadata"]["name"].as_str().unwrap().to_string();
+        let params = PatchParams::apply(manager).force();
+        async move { api.patch(&name, &params, &Patch::Apply(o)).await.unwrap_or_else(|e| panic!("apply {name}: {e}")) }
+    }))
+    .buffer_unordered(concurrency)
+    .collect::<Vec<_>>()
+    .await;
+    started.elapsed()
+}
+
+async fn apply_one(client: &Client, ns: &str, obj: &Value) {
+    apply_all(client, ns, std::slice::from_ref(obj), "bench-setup", 1).await;
+}
+
+/// Write requests (create, update, patch, apply, delete) the DR API server has served for the replicated kinds.
+async fn writes(client: &Client) -> u64 {
+    let req = http::Request::get("/metrics").body(Vec::new()).unwrap();
+    let text = client.request_text(req).await.unwrap();
+    let kinds = ["configmaps", "secrets", "services", "deployments", "namespaces"];
+    text.lines()
+        .filter(|l| l.starts_with("apiserver_request_total{"))
+        .filter(|l| ["POST", "PUT", "PATCH", "APPLY", "DELETE"].iter().any(|v| l.contains(&format!("verb=\"{v}\""))))
+        .filter(|l| kinds.iter().any(|k| l.contains(&format!("resource=\"{k}\""))) && l.contains("subresource=\"\""))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>() as u64
+}
+
+async fn mapping(dr: &Client, name: &str, spec: Value) {
+    let obj = json!({"apiVersion": "dr-syncer.io/v1alpha1", "kind": "NamespaceMapping", "metadata": {"name": name}, "spec": spec});
+    apply_one(dr, CTL, &obj).await;
+}
+
+/// Waits until mapping `name` handled `token`; returns its status.
+async fn handled(dr: &Client, name: &str, token: &str) -> Value {
+    let api: Api<DynamicObject> =
+        Api::namespaced_with(dr.clone(), CTL, &resource("dr-syncer.io/v1alpha1", "NamespaceMapping"));
+    eventually_async("the sync to finish", Duration::from_secs(600), || async {
+        let nm = serde_json::to_value(api.get(name).await.map_err(|e| e.to_string())?).unwrap();
+        let status = nm["status"].clone();
+        if status["lastHandledTrigger"] == token && status["phase"] == "Completed" {
+            Ok(status)
+        } else {
+            Err(format!("{status}"))
+        }
+    })
+    .await
+}
+
+fn seconds(text: &str) -> f64 {
+    dr_syncer_api::validation::parse_duration(text).map(|d| d.as_secs_f64()).unwrap_or_else(|_| {
+        // lastSyncDuration carries milliseconds as `1s250ms`.
+        let (s, ms) = text.trim_end_matches("ms").split_once('s').unwrap_or(("0", "0"));
+        s.parse::<f64>().unwrap_or(0.0) + ms.parse::<f64>().unwrap_or(0.0) / 1000.0
+    })
+}
+
+fn rss_kib(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status.lines().find(|l| l.starts_with(field)).and_then(|l| l.split_whitespace().nth(1)?.parse().ok()).unwrap_or(0)
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+#[tokio::main]
+async fn main() {
+    let (source, dr) = (LabCluster::shared("source"), LabCluster::shared("dr"));
+    let (src, dst) = (source.client().await, dr.client().await);
+    dr_syncer_testlab::crds::install(&dst).await;
+    create_namespace(&dst, CTL).await;
+    for (name, cluster) in [("source", &source), ("dr", &dr)] {
+        let secret = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": format!("{name}-kubeconfig")},
+            "stringData": {"kubeconfig": cluster.kubeconfig_yaml()}});
+        apply_one(&dst, CTL, &secret).await;
+        let rc = json!({"apiVersion": "dr-syncer.io/v1alpha1", "kind": "RemoteCluster", "metadata": {"name": name},
+            "spec": {"kubeconfigSecretRef": {"name": format!("{name}-kubeconfig"), "namespace": CTL}}});
+        apply_one(&dst, CTL, &rc).await;
+    }
+    let objects = mixed();
+    create_namespace(&src, "bench-mixed").await;
+    apply_all(&src, "bench-mixed", &objects, "bench-setup", 32).await;
+    settle(&src, "bench-mixed").await;
+
+    let args = [
+        "--kubeconfig",
+        dr.kubeconfig_path().to_str().unwrap(),
+        "--namespace",
+        CTL,
+        "--log-format",
+        "json",
+        "--health-probe-bind-address",
+        "127.0.0.1:0",
+        "--metrics-bind-address",
+        "127.0.0.1:0",
+    ];
+    let mut ctl = Process::spawn(Path::new(BIN), &args, &[("RUST_LOG", "warn")]);
+    let spec = |token: &str| {
+        json!({"sourceNamespace": "bench-mixed", "destinationNamespace": "bench-mixed-dr", "sourceCluster": "source",
+               "destinationCluster": "dr", "replicationMode": "Manual", "syncTrigger": token,
+               "resourceTypes": ["configmaps", "secrets", "services", "deployments"]})
+    };
+    mapping(&dst, "mixed", spec("1")).await;
+    let status = handled(&dst, "mixed", "1").await;
+    let initial = seconds(status["lastSyncDuration"].as_str().unwrap_or("0s"));
+    let rate = objects.len() as f64 / initial;
+
+    // No-op resync: nothing changed, so nothing may be written.
+    let before = writes(&dst).await;
+    mapping(&dst, "mixed", spec("2")).await;
+    let status = handled(&dst, "mixed", "2").await;
+    let noop = seconds(status["lastSyncDuration"].as_str().unwrap_or("0s"));
+    let noop_writes = writes(&dst).await - before;
+
+    // The ceiling: the same objects, as the controller writes them (Deployments at 0 replicas), server-side-applied
+    // directly into DR by a simple client with the controller's concurrency. Run after the controller's sync, so
+    // the source cluster's own start-up work (300 new Deployments) does not slow the ceiling down.
+    let parked: Vec<Value> = objects
+        .iter()
+        .cloned()
+        .map(|mut o| {
+            if o["kind"] == "Deployment" {
+                o["spec"]["replicas"] = json!(0);
+            }
+            o
+        })
+        .collect();
+    create_namespace(&dst, "bench-direct").await;
+    let direct = apply_all(&dst, "bench-direct", &parked, "bench-direct", CONCURRENCY).await;
+    let ceiling = objects.len() as f64 / direct.as_secs_f64();
+
+    let latencies = propagation(&src, &dst).await;
+    let (p50, p99) = (percentile(&latencies, 0.50), percentile(&latencies, 0.99));
+
+    let (rss, hwm, rss_objects) = memory(&src, &dst, ctl.pid()).await;
+    ctl.terminate(Duration::from_secs(30));
+
+    println!("\ndr-syncer benchmark (lab: Kubernetes v1.20.2 control planes on loopback, {} CPUs)", num_cpus());
+    println!("  initial sync, 2,000 mixed objects ....... {initial:.2} s = {rate:.0} objects/s");
+    println!("  direct server-side apply (ceiling) ...... {:.2} s = {ceiling:.0} objects/s", direct.as_secs_f64());
+    println!("  ratio controller / ceiling .............. {:.2} (target >= 0.80)", rate / ceiling);
+    println!("  no-op resync ............................ {noop:.2} s, {noop_writes} API writes (target 0)");
+    println!(
+        "  Continuous, 50 changes/s for 60 s ........ {} changes, p50 {:.0} ms, p99 {:.0} ms (target p99 < 500 ms)",
+        latencies.len(),
+        p50 * 1000.0,
+        p99 * 1000.0
+    );
+    println!(
+        "  controller RSS, {rss_objects} replicated objects .. {:.1} MiB (peak {:.1} MiB; target < 64 MiB)",
+        rss as f64 / 1024.0,
+        hwm as f64 / 1024.0
+    );
+}
+
+/// Waits until the source cluster's controller manager has created the ReplicaSets and pods of the 300 new
+/// Deployments, so that its work does not overlap the measurements.
+async fn settle(client: &Client, ns: &str) {
+    let rs: Api<k8s_openapi::api::apps::v1::ReplicaSet> = Api::namespaced(client.clone(), ns);
+    let pods: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(client.clone(), ns);
+    eventually_async("the source's ReplicaSets and pods", Duration::from_secs(300), || async {
+        let (r, p) = (rs.list(&Default::default()).await, pods.list(&Default::default()).await);
+        let (r, p) = (r.map(|l| l.items.len()).unwrap_or(0), p.map(|l| l.items.len()).unwrap_or(0));
+        if r >= 300 && p >= 300 { Ok(()) } else { Err(format!("{r} ReplicaSets, {p} pods")) }
+    })
+    .await;
+}
+
+fn num_cpus() -> usize {
+    std::thread::available_parallelism().map(usize::from).unwrap_or(1)
+}
+
+/// 50 changes/s for 60 s on 100 ConfigMaps of a Continuous mapping; each change's latency from the source write's
+/// answer to its arrival in DR (seen by a watch).
+async fn propagation(src: &Client, dst: &Client) -> Vec<f64> {
+    create_namespace(src, "bench-live").await;
+    let names: Vec<String> = (0..100).map(|i| format!("live-{i}")).collect();
+    let cm = |name: &str, seq: u64| json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}, "data": {"seq": seq.to_string()}});
+    let initial: Vec<Value> = names.iter().map(|n| cm(n, 0)).collect();
+    apply_all(src, "bench-live", &initial, "bench-setup", 16).await;
+    mapping(dst, "live", json!({"sourceNamespace": "bench-live", "destinationNamespace": "bench-live-dr", "sourceCluster": "source",
+        "destinationCluster": "dr", "replicationMode": "Continuous", "resourceTypes": ["configmaps"], "syncTrigger": "1"})).await;
+    handled(dst, "live", "1").await;
+
+    let sent: Arc<Mutex<HashMap<u64, Instant>>> = Arc::default();
+    let arrived: Arc<Mutex<HashMap<u64, Instant>>> = Arc::default();
+    let cms: Api<k8s_openapi::api::core::v1::ConfigMap> = Api::namespaced(dst.clone(), "bench-live-dr");
+    let seen = arrived.clone();
+    let (ready_tx, ready) = tokio::sync::oneshot::channel();
+    let watch = tokio::spawn(async move {
+        let mut ready_tx = Some(ready_tx);
+        let mut events = std::pin::pin!(watcher(cms, watcher::Config::default()));
+        while let Some(event) = events.next().await {
+            match event {
+                Ok(watcher::Event::Apply(cm)) => {
+                    if let Some(seq) = cm.data.as_ref().and_then(|d| d.get("seq")).and_then(|s| s.parse::<u64>().ok()) {
+                        seen.lock().unwrap().entry(seq).or_insert_with(Instant::now);
+                    }
+                }
+                Ok(watcher::Event::InitDone) => {
+                    if let Some(tx) = ready_tx.take() {
+                        let _ = tx.send(());
+                    }
+                }
+                _ => {}
+            }
+        }
+    });
+    let _ = ready.await; // the bench's own DR watch is listening
+    let mut tick = tokio::time::interval(Duration::from_millis(20));
+    let api: Api<DynamicObject> = Api::namespaced_with(src.clone(), "bench-live", &resource("v1", "ConfigMap"));
+    let mut inflight = Vec::new();
+    for seq in 1..=3000u64 {
+        tick.tick().await;
+        let (api, sent) = (api.clone(), sent.clone());
+        let name = names[(seq as usize) % names.len()].clone();
+        let obj = cm(&name, seq);
+        inflight.push(tokio::spawn(async move {
+            api.patch(&name, &PatchParams::apply("bench-live").force(), &Patch::Apply(&obj)).await.unwrap();
+            sent.lock().unwrap().insert(seq, Instant::now());
+        }));
+    }
+    for t in inflight {
+        let _ = t.await;
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline && arrived.lock().unwrap().len() < 3000 {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    watch.abort();
+    let (sent, arrived) = (sent.lock().unwrap().clone(), arrived.lock().unwrap().clone());
+    let mut latencies: Vec<f64> = sent
+        .iter()
+        .filter_map(|(seq, at)| arrived.get(seq).map(|got| got.saturating_duration_since(*at).as_secs_f64()))
+        .collect();
+    // A value overwritten before it reached DR never arrives: it counts as the next value's arrival.
+    let lost = sent.len() - latencies.len();
+    if lost > 0 {
+        println!("  ({lost} of {} values were overwritten before they reached DR; not counted)", sent.len());
+    }
+    latencies.sort_by(|a, b| a.total_cmp(b));
+    latencies
+}
+
+/// Replicates 10,000 ConfigMaps (Continuous, so the watch caches are loaded) and reads the controller's RSS.
+async fn memory(src: &Client, dst: &Client, pid: u32) -> (u64, u64, usize) {
+    create_namespace(src, "bench-big").await;
+    let objects: Vec<Value> = (0..10_000)
+        .map(|i| json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": format!("big-{i}"), "labels": {"app": "bench"}},
+            "data": {"value": format!("{i:08}")}}))
+        .collect();
+    apply_all(src, "bench-big", &objects, "bench-setup", 32).await;
+    mapping(dst, "big", json!({"sourceNamespace": "bench-big", "destinationNamespace": "bench-big-dr", "sourceCluster": "source",
+        "destinationCluster": "dr", "replicationMode": "Continuous", "resourceTypes": ["configmaps"], "syncTrigger": "1"})).await;
+    handled(dst, "big", "1").await;
+    // Resident memory after the sync, sampled for 10 s (freed memory goes back to the system within that time).
+    let mut samples = Vec::new();
+    for _ in 0..20 {
+        samples.push(rss_kib(pid, "VmRSS:"));
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let cms: Api<k8s_openapi::api::core::v1::ConfigMap> = Api::namespaced(dst.clone(), "bench-big-dr");
+    let replicated = cms
+        .list(&Default::default())
+        .await
+        .map(|l| l.items.iter().filter(|c| c.name_any().starts_with("big-")).count())
+        .unwrap_or(0);
+    (samples.last().copied().unwrap_or(0), rss_kib(pid, "VmHWM:"), replicated)
+}
