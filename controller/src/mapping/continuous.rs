@@ -80,6 +80,14 @@ pub async fn reconcile(
     }
     if let Some(at) = progress.last_event {
         status.last_watch_event = Some(Time(at));
+        // Changes synced cleanly on top of a clean full sync: DR is current as of that batch (the recovery point).
+        let synced = conditions::get(&status.conditions, super::outcome::SYNCED).is_some_and(|c| c.status == TRUE);
+        let newer = status.last_successful_sync_time.as_ref().is_none_or(|t| t.0 < at);
+        if progress.problem.is_none() && synced && newer {
+            status.last_successful_sync_time = Some(Time(at));
+            let (ns, name) = (nm.namespace().unwrap_or_default(), nm.name_any());
+            mc.ctx.metrics.set_last_success(&ns, &name, at.as_millisecond() as f64 / 1000.0);
+        }
     }
     let desired = match &progress.problem {
         Some((reason, message)) => Desired { type_: WATCHING, status: FALSE, reason, message: message.clone() },

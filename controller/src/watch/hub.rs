@@ -194,7 +194,7 @@ async fn run(
                 event
             }
             Err(e) => {
-                metrics.watch_restarted(&key.cluster, &key.resource());
+                metrics.watch_restarted(key.cluster.split('#').next().unwrap_or_default(), &key.resource());
                 tracing::warn!(cluster = %key.cluster, resource = %key.resource(), error = %e, "source watch failed; backing off");
                 failing = true;
                 send(&subscribers, None, &Change::Failed(e.to_string()));
