@@ -251,4 +251,30 @@ mod tests {
         let h = FailureHandling { default_mode: Some(FailureMode::FailFast), ..FailureHandling::default() };
         assert_eq!(Category::Other.mode(Some(&h)), FailureMode::FailFast);
     }
+
+    #[test]
+    fn merge_adds_counts_and_prefixes_names_when_namespaces_combine() {
+        let mut total = SyncReport::default();
+        let mut a = SyncReport { destination_namespace: "a-dr".into(), ..SyncReport::default() };
+        a.counts("ConfigMap").applied = 2;
+        a.fail(problem("ConfigMap", Category::ValidationFailure));
+        a.scales.push(("web".into(), 3));
+        let b = SyncReport {
+            destination_namespace: "b-dr".into(),
+            failure: Some(SyncFailure {
+                category: Category::ResourceNotFound,
+                reason: "SourceNamespaceNotFound".into(),
+                message: "gone".into(),
+            }),
+            ..SyncReport::default()
+        };
+        total.merge(a);
+        total.merge(b);
+        assert_eq!(total.totals().applied, 2);
+        assert_eq!(total.totals().failed, 2, "the failed namespace counts as a failed entry");
+        assert!(total.failure.is_none(), "one namespace failing does not fail the others");
+        assert_eq!(total.errors[0].name, "a-dr/x");
+        assert_eq!((total.errors[1].kind.as_str(), total.errors[1].name.as_str()), ("Namespace", "b-dr"));
+        assert_eq!(total.scales, vec![("a-dr/web".to_string(), 3)]);
+    }
 }
