@@ -96,7 +96,12 @@ impl EphemeralCluster {
     /// Starts a cluster named `<prefix>-<random>`.
     pub fn start(prefix: &str) -> EphemeralCluster {
         let name = crate::unique_name(prefix);
-        let out = Command::new(lab_script()).args(["up", &name, "--no-kcm"]).output().expect("run lab.sh");
+        // A control plane only, also when the shared clusters have nodes.
+        let out = Command::new(lab_script())
+            .args(["up", &name, "--no-kcm"])
+            .env("LAB_NODES", "0")
+            .output()
+            .expect("run lab.sh");
         if !out.status.success() {
             let _ = Command::new(lab_script()).args(["down", "--purge", &name]).status();
             panic!(
