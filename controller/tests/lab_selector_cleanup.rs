@@ -159,3 +159,29 @@ async fn cleanup_that_cannot_reach_dr_is_visible_and_keeps_the_mapping_until_it_
     })
     .await;
 }
+
+#[tokio::test]
+async fn cleanup_runs_when_the_source_cluster_is_gone() {
+    let env = Env::start("gone").await;
+    let src = TestNamespace::create(&env.source, "gone-src").await;
+    apply(&env.source_client, src.name(), &config_map("ours")).await;
+    let dst = unique_name("gone-dst");
+    let _g = TestNamespace::guard(&env.dr, &dst);
+    env.mapping(
+        "gone",
+        json!({"sourceNamespace": src.name(), "destinationNamespace": dst, "sourceCluster": "source", "destinationCluster": "dr",
+               "replicationMode": "Manual", "syncTrigger": "1", "resourceTypes": ["configmaps"], "cleanupPolicy": "Delete"}),
+    )
+    .await;
+    env.wait_synced_after("gone", None).await;
+    assert!(exists(&env, &dst, "ours").await.is_some());
+    // The source RemoteCluster disappears (the source cluster was lost); the mapping is deleted afterwards.
+    env.remote_clusters().delete("source", &Default::default()).await.unwrap();
+    env.mappings().delete("gone", &Default::default()).await.unwrap();
+    eventually_async("cleanup done without the source", WAIT, || async {
+        let gone = env.mappings().get_opt("gone").await.map_err(|e| e.to_string())?.is_none();
+        let deleted = exists(&env, &dst, "ours").await.is_none();
+        if gone && deleted { Ok(()) } else { Err(format!("gone={gone} deleted={deleted}")) }
+    })
+    .await;
+}
