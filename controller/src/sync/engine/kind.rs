@@ -21,9 +21,6 @@ use crate::sync::report::{Category, ObjectProblem, SyncReport};
 use crate::sync::sanitize::sanitize;
 use crate::sync::transform::transform;
 
-/// Source objects planned (and their writes applied) per round.
-const WRITE_CHUNK: usize = 256;
-
 /// What one kind's sync needs.
 pub struct KindContext<'a> {
     /// The sync.
@@ -119,10 +116,14 @@ pub(super) fn problem(kind: &str, name: &str, err: &CallError) -> ObjectProblem 
     }
 }
 
-/// Syncs every selected source object of the kind, then prunes. Returns the selected source objects of
-/// PersistentVolumeClaims (empty for other kinds) when the kind was synced completely (both listings succeeded), for
-/// the PersistentVolume step.
-pub async fn sync(ctx: &KindContext<'_>, report: &mut SyncReport) -> Option<Vec<Value>> {
+/// Both listings of one kind: the selected source objects and the DR objects by name.
+pub struct Listed {
+    sources: Vec<Value>,
+    existing: Vec<Value>,
+}
+
+/// Lists the kind in the source and DR namespaces (at once); a failed listing is returned as the kind's problem.
+pub async fn list(ctx: &KindContext<'_>) -> Result<Listed, ObjectProblem> {
     let job = ctx.job;
     let kind = ctx.selected.qualified();
     let resource = api_resource(&ctx.selected.group, ctx.version, &ctx.selected.kind, &ctx.selected.plural);
@@ -130,65 +131,75 @@ pub async fn sync(ctx: &KindContext<'_>, report: &mut SyncReport) -> Option<Vec<
         Api::namespaced_with(job.source.client.clone(), &job.marks.source_namespace, &resource);
     let dest_api: Api<DynamicObject> =
         Api::namespaced_with(job.destination.client.clone(), &job.destination_namespace, &resource);
-    report.counts(&kind);
+    let source_what = format!("list {kind} in {} on source cluster {}", job.marks.source_namespace, job.source.name);
+    let dest_what = format!("list {kind} in {} on DR cluster {}", job.destination_namespace, job.destination.name);
+    let (sources, existing) = tokio::join!(
+        api::list_all(&source_api, &resource, ctx.rules.label_selector.as_deref(), job.timeout, &source_what),
+        api::list_all(&dest_api, &resource, None, job.timeout, &dest_what)
+    );
+    match (sources, existing) {
+        (Ok(sources), Ok(existing)) => Ok(Listed { sources, existing }),
+        (Err(err), _) | (_, Err(err)) => Err(problem(&kind, "*", &err)),
+    }
+}
 
-    let what = format!("list {kind} in {} on source cluster {}", job.marks.source_namespace, job.source.name);
-    let sources =
-        match api::list_all(&source_api, &resource, ctx.rules.label_selector.as_deref(), job.timeout, &what).await {
-            Ok(items) => items,
-            Err(err) => {
-                report.fail(problem(&kind, "*", &err));
-                return None;
-            }
-        };
-    let what = format!("list {kind} in {} on DR cluster {}", job.destination_namespace, job.destination.name);
-    let existing = match api::list_all(&dest_api, &resource, None, job.timeout, &what).await {
-        Ok(items) => items,
-        Err(err) => {
-            report.fail(problem(&kind, "*", &err));
+/// Syncs every selected source object of the kind, then prunes. Returns the selected source objects of
+/// PersistentVolumeClaims (empty for other kinds) when the kind was synced completely (both listings succeeded), for
+/// the PersistentVolume step. A failed listing is reported and nothing of the kind is written or pruned.
+pub async fn sync(
+    ctx: &KindContext<'_>,
+    listed: Result<Listed, ObjectProblem>,
+    report: &mut SyncReport,
+) -> Option<Vec<Value>> {
+    let job = ctx.job;
+    let kind = ctx.selected.qualified();
+    let resource = api_resource(&ctx.selected.group, ctx.version, &ctx.selected.kind, &ctx.selected.plural);
+    let dest_api: Api<DynamicObject> =
+        Api::namespaced_with(job.destination.client.clone(), &job.destination_namespace, &resource);
+    report.counts(&kind);
+    let Listed { sources, existing } = match listed {
+        Ok(listed) => listed,
+        Err(p) => {
+            report.fail(p);
             return None;
         }
     };
     let existing: BTreeMap<String, Value> = existing.into_iter().map(|o| (object::name(&o).to_string(), o)).collect();
 
-    // Planned and applied in chunks, each source object dropped once planned: at most one chunk of desired objects
-    // is held at a time (memory stays flat for large namespaces).
+    // Planned lazily as the apply stream has room, each source object dropped once planned: only the writes in
+    // flight hold desired objects (memory stays flat for large namespaces, and the stream never drains between
+    // batches).
     let keep_sources = ctx.selected.group.is_empty() && ctx.selected.kind == "PersistentVolumeClaim";
     let mut wanted = BTreeSet::new();
     let mut selected = Vec::new();
-    let mut sources = sources.into_iter().peekable();
-    while sources.peek().is_some() {
-        let mut writes = Vec::new();
-        for source in sources.by_ref().take(WRITE_CHUNK) {
-            if ctx.rules.selection.skip(&source, &ctx.selected.plural).is_some() {
-                continue;
-            }
-            let name = object::name(&source).to_string();
-            wanted.insert(name.clone());
-            if let Some(write) = plan_object(ctx, &kind, &source, existing.get(&name), report) {
-                writes.push(write);
-            }
-            if keep_sources {
-                selected.push(source);
-            }
+    let shared = std::sync::Mutex::new(&mut *report);
+    let lock = || shared.lock().unwrap_or_else(|p| p.into_inner());
+    let writes = sources.into_iter().filter_map(|source| {
+        if ctx.rules.selection.skip(&source, &ctx.selected.plural).is_some() || job.cancel.is_cancelled() {
+            return None;
         }
-        let applies = stream::iter(writes.into_iter().map(|w| {
+        let name = object::name(&source).to_string();
+        wanted.insert(name.clone());
+        let write = plan_object(ctx, &kind, &source, existing.get(&name), &mut lock());
+        if keep_sources {
+            selected.push(source);
+        }
+        write
+    });
+    stream::iter(writes)
+        .map(|w| {
             let (api, kind, existing) = (&dest_api, &kind, &existing);
             async move {
                 let written = write_one(ctx, api, kind, &w, existing.get(&w.name)).await;
                 (w.name, written)
             }
-        }))
+        })
         .buffer_unordered(job.concurrency.max(1))
-        .collect::<Vec<_>>()
+        .for_each(|(name, written)| {
+            record(&mut lock(), &kind, &name, written);
+            futures::future::ready(())
+        })
         .await;
-        for (name, written) in applies {
-            record(report, &kind, &name, written);
-        }
-        if job.cancel.is_cancelled() {
-            return None;
-        }
-    }
     if job.cancel.is_cancelled() {
         return None;
     }

@@ -91,7 +91,23 @@ async fn run_inner(job: &Job, report: &mut SyncReport) -> Result<(), SyncFailure
     let outcome = namespace::ensure(job).await?;
     report.namespace_created = outcome.created;
     let storage_classes = if resolution.kinds.iter().any(is_pvc) { volumes::storage_classes(job).await } else { None };
+    let mut versioned = Vec::new();
     for selected in &resolution.kinds {
+        let Some(version) = version_for(job, selected, report) else { continue };
+        report.resolved.push(format!("{}/{version}", selected.qualified()));
+        versioned.push((selected, version));
+    }
+    let contexts: Vec<kind::KindContext<'_>> = versioned
+        .iter()
+        .map(|(selected, version)| kind::KindContext {
+            job,
+            rules: &rules,
+            selected,
+            version,
+            storage_classes: storage_classes.as_ref(),
+        })
+        .collect();
+    for ctx in &contexts {
         if job.cancel.is_cancelled() {
             return Err(SyncFailure {
                 category: Category::Other,
@@ -99,17 +115,9 @@ async fn run_inner(job: &Job, report: &mut SyncReport) -> Result<(), SyncFailure
                 message: "the sync was stopped (mapping paused or deleted, or controller shutting down)".into(),
             });
         }
-        let Some(version) = version_for(job, selected, report) else { continue };
-        report.resolved.push(format!("{}/{version}", selected.qualified()));
-        let ctx = kind::KindContext {
-            job,
-            rules: &rules,
-            selected,
-            version: &version,
-            storage_classes: storage_classes.as_ref(),
-        };
-        let claims = kind::sync(&ctx, report).await;
-        if is_pvc(selected)
+        let listed = kind::list(ctx).await;
+        let claims = kind::sync(ctx, listed, report).await;
+        if is_pvc(ctx.selected)
             && let Some(claims) = claims
         {
             volumes::sync(job, &rules.transform.pvc, &claims, report).await;
