@@ -123,17 +123,7 @@ impl ControllerMetrics {
     pub fn record_sync(&self, namespace: &str, mapping: &str, result: &str, seconds: f64, kinds: &[KindCounts]) {
         self.syncs.with_label_values(&[namespace, mapping, result]).inc();
         self.duration.with_label_values(&[namespace, mapping]).observe(seconds);
-        for k in kinds {
-            let values = [k.applied, k.unchanged, k.pruned, k.failed, k.conflicts, k.immutable];
-            for (outcome, n) in OUTCOMES.iter().zip(values) {
-                self.objects.with_label_values(&[namespace, mapping, &k.kind, outcome]).inc_by(n.max(0) as u64);
-            }
-        }
-        if let Ok(mut seen) = self.kinds_seen.lock() {
-            seen.entry((namespace.to_string(), mapping.to_string()))
-                .or_default()
-                .extend(kinds.iter().map(|k| k.kind.clone()));
-        }
+        self.record_objects(namespace, mapping, kinds);
     }
 
     /// Sets the recovery-point timestamp of a mapping.
@@ -199,14 +189,12 @@ impl ControllerMetrics {
         self.propagation.with_label_values(&[namespace, mapping]).observe(seconds);
     }
 
-    /// Adds the object outcomes of watch-driven syncs (no sync is counted).
+    /// Adds object outcomes (of a full sync, or of watch-driven syncs, which count no sync).
     pub fn record_objects(&self, namespace: &str, mapping: &str, kinds: &[KindCounts]) {
         for k in kinds {
             let values = [k.applied, k.unchanged, k.pruned, k.failed, k.conflicts, k.immutable];
             for (outcome, n) in OUTCOMES.iter().zip(values) {
-                if n > 0 {
-                    self.objects.with_label_values(&[namespace, mapping, &k.kind, outcome]).inc_by(n as u64);
-                }
+                self.objects.with_label_values(&[namespace, mapping, &k.kind, outcome]).inc_by(n.max(0) as u64);
             }
         }
         if let Ok(mut seen) = self.kinds_seen.lock() {

@@ -144,13 +144,7 @@ impl SyncReport {
             p
         };
         for (kind, counts) in other.kinds {
-            let mine = self.counts(&kind);
-            mine.applied += counts.applied;
-            mine.unchanged += counts.unchanged;
-            mine.pruned += counts.pruned;
-            mine.failed += counts.failed;
-            mine.conflicts += counts.conflicts;
-            mine.immutable += counts.immutable;
+            add(self.counts(&kind), &counts);
         }
         let bounded = |list: &mut Vec<ObjectProblem>, more: Vec<ObjectProblem>| {
             list.extend(more.into_iter().map(named).take(MAX_OBJECT_ERRORS.saturating_sub(list.len())));
@@ -189,15 +183,10 @@ impl SyncReport {
         }
     }
 
-    /// Totals over every kind: (applied, unchanged, pruned, failed, conflicts).
+    /// Totals over every kind.
     pub fn totals(&self) -> KindCounts {
         self.kinds.values().fold(KindCounts::default(), |mut t, k| {
-            t.applied += k.applied;
-            t.unchanged += k.unchanged;
-            t.pruned += k.pruned;
-            t.failed += k.failed;
-            t.conflicts += k.conflicts;
-            t.immutable += k.immutable;
+            add(&mut t, k);
             t
         })
     }
@@ -219,6 +208,16 @@ impl SyncReport {
         }
         self.type_problems.iter().chain(&self.errors).map(|p| p.category).min()
     }
+}
+
+/// Adds the counts of `from` to `into` (the kind name stays).
+fn add(into: &mut KindCounts, from: &KindCounts) {
+    into.applied += from.applied;
+    into.unchanged += from.unchanged;
+    into.pruned += from.pruned;
+    into.failed += from.failed;
+    into.conflicts += from.conflicts;
+    into.immutable += from.immutable;
 }
 
 #[cfg(test)]
