@@ -89,11 +89,6 @@ pub async fn call<T>(
     }
 }
 
-/// Whether the transforms read managedFields of this kind (Services: which nodePorts a user set explicitly).
-fn reads_managed_fields(resource: &ApiResource) -> bool {
-    resource.group.is_empty() && resource.kind == "Service"
-}
-
 /// Lists every object (all pages) as JSON values with `apiVersion` and `kind` filled in.
 pub async fn list_all(
     api: &Api<DynamicObject>,
@@ -104,6 +99,8 @@ pub async fn list_all(
 ) -> Result<Vec<Value>, CallError> {
     let mut out = Vec::new();
     let mut token: Option<String> = None;
+    // Often as large as the object itself, and not needed: dropped to keep large listings small.
+    let drop_managed_fields = !super::transform::reads_managed_fields(&resource.group, &resource.kind);
     loop {
         let mut params = ListParams::default().limit(PAGE_SIZE);
         if let Some(sel) = selector {
@@ -114,10 +111,8 @@ pub async fn list_all(
         }
         let page = call(|| what.to_string(), timeout, api.list(&params)).await?;
         token = page.metadata.continue_.clone().filter(|t| !t.is_empty());
-        for item in page.items {
-            let mut item = item;
-            if !reads_managed_fields(resource) {
-                // Often as large as the object itself, and not needed: dropped to keep large listings small.
+        for mut item in page.items {
+            if drop_managed_fields {
                 item.metadata.managed_fields = None;
             }
             let mut value = serde_json::to_value(&item).map_err(|e| decode_error(what, &e))?;
@@ -167,12 +162,41 @@ pub async fn delete(
     timeout: Duration,
     what: &str,
 ) -> Result<(), CallError> {
+    delete_with_grace(api, name, uid, None, timeout, what).await
+}
+
+/// [`delete`] with a grace period (`Some(0)`: at once); an object already gone counts as deleted.
+pub async fn delete_with_grace(
+    api: &Api<DynamicObject>,
+    name: &str,
+    uid: &str,
+    grace_period_seconds: Option<u32>,
+    timeout: Duration,
+    what: &str,
+) -> Result<(), CallError> {
     let params = DeleteParams {
         preconditions: (!uid.is_empty()).then(|| Preconditions { uid: Some(uid.to_string()), resource_version: None }),
         propagation_policy: Some(PropagationPolicy::Background),
+        grace_period_seconds,
         ..DeleteParams::default()
     };
     match call(|| what.to_string(), timeout, api.delete(name, &params)).await {
+        Err(e) if e.is_not_found() => Ok(()),
+        other => other.map(|_| ()),
+    }
+}
+
+/// Merge-patches an object; an object already gone is not an error.
+pub async fn merge_patch_if_present(
+    api: &Api<DynamicObject>,
+    name: &str,
+    patch: &Value,
+    timeout: Duration,
+    what: &str,
+) -> Result<(), CallError> {
+    let params = PatchParams::default();
+    let merge = Patch::Merge(patch);
+    match call(|| what.to_string(), timeout, api.patch(name, &params, &merge)).await {
         Err(e) if e.is_not_found() => Ok(()),
         other => other.map(|_| ()),
     }

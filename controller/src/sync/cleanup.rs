@@ -8,10 +8,10 @@ use dr_syncer_api::constants as c;
 use dr_syncer_api::namespace_mapping::CleanupPolicy;
 use futures::{StreamExt, stream};
 use kube::Client;
-use kube::api::{Api, DynamicObject, Patch, PatchParams};
+use kube::api::{Api, DynamicObject};
 use serde_json::{Map, Value};
 
-use super::api::{self, CallError, call};
+use super::api::{self, CallError};
 use super::discovery::api_resource;
 use super::kinds::Catalog;
 use super::object;
@@ -83,7 +83,7 @@ pub async fn run(job: &Cleanup<'_>) -> Result<CleanupReport, CallError> {
                 let what = format!("clean up {} {}/{name} on DR cluster {}", served.kind, job.namespace, job.cluster);
                 match job.policy {
                     CleanupPolicy::Delete => api::delete(dest, &name, &uid, job.timeout, &what).await,
-                    CleanupPolicy::Retain => release(dest, &name, patch, job.timeout, &what).await,
+                    CleanupPolicy::Retain => api::merge_patch_if_present(dest, &name, patch, job.timeout, &what).await,
                 }
             }
         }))
@@ -111,7 +111,9 @@ pub async fn run(job: &Cleanup<'_>) -> Result<CleanupReport, CallError> {
                 api::delete(&namespaces, job.namespace, object::uid(&ns), job.timeout, &what).await?;
                 report.namespace_deleted = true;
             }
-            CleanupPolicy::Retain => release(&namespaces, job.namespace, &patch, job.timeout, &what).await?,
+            CleanupPolicy::Retain => {
+                api::merge_patch_if_present(&namespaces, job.namespace, &patch, job.timeout, &what).await?
+            }
         }
     }
     Ok(report)
@@ -144,27 +146,12 @@ async fn volumes(
                 report.deleted += 1;
             }
             CleanupPolicy::Retain => {
-                release(&pvs, name, patch, job.timeout, &what).await?;
+                api::merge_patch_if_present(&pvs, name, patch, job.timeout, &what).await?;
                 report.released += 1;
             }
         }
     }
     Ok(())
-}
-
-async fn release(
-    api: &Api<DynamicObject>,
-    name: &str,
-    patch: &Value,
-    timeout: Duration,
-    what: &str,
-) -> Result<(), CallError> {
-    let params = PatchParams::default();
-    let merge = Patch::Merge(patch);
-    match call(|| what.to_string(), timeout, api.patch(name, &params, &merge)).await {
-        Err(e) if e.is_not_found() => Ok(()),
-        other => other.map(|_| ()),
-    }
 }
 
 #[cfg(test)]

@@ -125,11 +125,6 @@ impl WatchHub {
         self.entries.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Number of running watches.
-    pub fn active(&self) -> usize {
-        self.lock().len()
-    }
-
     /// Subscribes to `key` (watching it with `client` if nobody does yet). Events pass `interest` (called with the
     /// object's namespace) and arrive on `tx` with the time they were received.
     pub fn subscribe(

@@ -22,7 +22,6 @@ use crate::sync::discovery::api_resource;
 use crate::sync::engine::incremental::NamespaceSync;
 use crate::sync::engine::{Endpoint, Job};
 use crate::sync::kinds::{self, SelectedKind};
-use crate::sync::ownership::Marks;
 use crate::sync::report::{Category, SyncReport};
 
 /// How long changes are gathered after the first one before they are synced.
@@ -328,12 +327,7 @@ impl Loop {
             }
         };
         let job = Job {
-            marks: Marks {
-                mapping_namespace: self.plan.mapping.namespace().unwrap_or_default(),
-                mapping_name: self.plan.mapping.name_any(),
-                source_cluster: self.plan.source.name.clone(),
-                source_namespace: namespace.to_string(),
-            },
+            marks: crate::mapping::cleanup::marks_of(&self.plan.mapping, &self.plan.source.name, namespace),
             source: self.plan.source.clone(),
             destination: self.plan.destination.clone(),
             destination_namespace: destination,

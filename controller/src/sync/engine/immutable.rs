@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use dr_syncer_api::constants::LABEL_IMMUTABLE_HANDLING;
 use dr_syncer_api::namespace_mapping::ImmutableHandling;
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, Preconditions, PropagationPolicy};
+use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams};
 use kube::core::Selector;
 use serde_json::Value;
 
@@ -154,24 +154,11 @@ async fn delete_and_wait(
 ) -> Result<(), CallError> {
     let job = ctx.job;
     let what = format!("delete {}/{name} on DR cluster {}", job.destination_namespace, job.destination.name);
-    let params = DeleteParams {
-        preconditions: (!uid.is_empty()).then(|| Preconditions { uid: Some(uid.to_string()), resource_version: None }),
-        propagation_policy: Some(PropagationPolicy::Background),
-        grace_period_seconds: force.then_some(0),
-        ..DeleteParams::default()
-    };
-    match call(|| what.clone(), job.timeout, dest.delete(name, &params)).await {
-        Err(e) if !e.is_not_found() => return Err(e),
-        _ => {}
-    }
+    api::delete_with_grace(dest, name, uid, force.then_some(0), job.timeout, &what).await?;
     if force {
-        let patch = Patch::Merge(serde_json::json!({"metadata": {"finalizers": null}}));
-        let params = PatchParams::default();
-        let clear = dest.patch(name, &params, &patch);
-        match call(|| format!("remove the finalizers of {name}"), job.timeout, clear).await {
-            Err(e) if !e.is_not_found() => return Err(e),
-            _ => {}
-        }
+        let clear = serde_json::json!({"metadata": {"finalizers": null}});
+        let what = format!("remove the finalizers of {}/{name}", job.destination_namespace);
+        api::merge_patch_if_present(dest, name, &clear, job.timeout, &what).await?;
     }
     let deadline = Instant::now() + timeout;
     loop {

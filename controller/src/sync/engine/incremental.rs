@@ -9,7 +9,7 @@ use kube::core::{Selector, SelectorExt};
 use serde_json::Value;
 
 use super::kind::{KindContext, plan_object, problem, record, write_one};
-use super::{Job, Rules, version_for};
+use super::{Job, Rules};
 use crate::sync::api;
 use crate::sync::discovery::api_resource;
 use crate::sync::kinds::SelectedKind;
@@ -30,17 +30,6 @@ impl NamespaceSync {
         let rules = Rules::from_spec(&job)?;
         let selector = job.spec.label_selector.clone().and_then(|s| Selector::try_from(s).ok());
         Ok(NamespaceSync { job, rules, selector })
-    }
-
-    /// The job.
-    pub fn job(&self) -> &Job {
-        &self.job
-    }
-
-    /// The API version of `selected` used on both clusters, `None` (with a type problem in `report`) when the DR
-    /// cluster serves none of the source's versions.
-    pub fn version(&self, selected: &SelectedKind, report: &mut SyncReport) -> Option<String> {
-        version_for(&self.job, selected, report)
     }
 
     fn selected(&self, source: &Value, plural: &str) -> bool {

@@ -60,6 +60,12 @@ pub struct Transformed {
     pub original_replicas: Option<i32>,
 }
 
+/// Whether the transform of a kind reads the source's managedFields (Services: which nodePorts a user set
+/// explicitly). Listings of other kinds drop them: they are often as large as the object itself.
+pub fn reads_managed_fields(group: &str, kind: &str) -> bool {
+    group.is_empty() && kind == "Service"
+}
+
 /// Adapts a sanitized object. `source` is the unsanitized source object (for managedFields and status);
 /// `existing` is the current DR object, if any.
 pub fn transform(
