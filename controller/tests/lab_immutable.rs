@@ -83,9 +83,17 @@ async fn immutable_changes_follow_the_chosen_handling() {
         "replicationMode": "Manual", "scaleToZero": false,
         "resourceTypes": ["services", "statefulsets", "configmaps"],
         "immutableResourceConfig": {"resourceOverrides": {"statefulsets.apps": "RecreateWithPodDrain", "configmaps": "ForceUpdate"},
-            "drainTimeout": "1m", "forceDeleteTimeout": "30s"}});
+            "drainTimeout": "3m", "forceDeleteTimeout": "30s"}});
     trigger(&env, "im", &spec, "1").await;
     let web_before = get(&env.dr_client, "v1", "Service", &dst, "web").await.unwrap();
+    // The DR StatefulSet (not parked: scaleToZero false) runs its pod on the DR node; the drain below waits for it.
+    let pods: kube::Api<k8s_openapi::api::core::v1::Pod> = kube::Api::namespaced(env.dr_client.clone(), &dst);
+    eventually_async("the DR pod of db running", WAIT, || async {
+        let list = pods.list(&kube::api::ListParams::default().labels("app=db")).await.map_err(|e| e.to_string())?;
+        let phases: Vec<_> = list.items.iter().map(|p| p.status.as_ref().and_then(|s| s.phase.clone())).collect();
+        if phases == [Some("Running".to_string())] { Ok(()) } else { Err(format!("{phases:?}")) }
+    })
+    .await;
     assert!(web_before["spec"]["clusterIP"].as_str().is_some_and(|ip| ip != "None"));
 
     // The DR copy of the locked ConfigMap gets a finalizer nobody removes: only ForceUpdate gets past it.
@@ -115,7 +123,8 @@ async fn immutable_changes_follow_the_chosen_handling() {
     assert_ne!(api["spec"]["clusterIP"], "None", "PartialUpdate keeps the immutable clusterIP");
     assert_eq!(api["spec"]["ports"].as_array().unwrap().len(), 2, "and applies the rest: {api}");
 
-    let db = get(&env.dr_client, "apps/v1", "StatefulSet", &dst, "db").await.unwrap();
+    let db = get(&env.dr_client, "apps/v1", "StatefulSet", &dst, "db").await;
+    let db = db.unwrap_or_else(|| panic!("the DR StatefulSet db is recreated: {:?}", s.resource_status));
     assert_eq!(db["spec"]["serviceName"], "db-b", "RecreateWithPodDrain applied the change");
     let locked = get(&env.dr_client, "v1", "ConfigMap", &dst, "locked").await.unwrap();
     assert_eq!(locked["data"]["v"], "2", "ForceUpdate got past the finalizer");

@@ -113,7 +113,13 @@ async fn source_outage_prunes_nothing_and_converges() {
     let _g = dr_syncer_testlab::TestNamespace::guard(&env.dr, &dst);
     env.mapping("m", mapping("app", &dst, "src2", "dr")).await;
     converge("initial sync", &src_client, "app", &env.dr_client, &dst).await;
-    let synced = env.mappings().get("m").await.unwrap().status.unwrap().last_sync_time.unwrap().0;
+    // The DR objects are written before the sync's status: wait for the status too.
+    let synced = env
+        .wait_mapping("m", "the initial sync recorded", |s| {
+            s.last_sync_time.clone().ok_or("no lastSyncTime yet".to_string())
+        })
+        .await
+        .0;
 
     src.stop();
     let stopped = Instant::now();

@@ -147,7 +147,7 @@ async fn apply(nm: Arc<NamespaceMapping>, mc: &MappingController) -> Result<Acti
     if status.phase.is_none() {
         status.phase = Some(NamespaceMappingPhase::Pending);
     }
-    let result = apply_inner(&nm, mc, &previous, status).await;
+    let result = apply_inner(&nm, mc, &previous, status, finished.is_some()).await;
     if result.is_ok() && finished.is_some() {
         mc.states.with(&key, |s| s.finished = None);
     }
@@ -159,6 +159,7 @@ async fn apply_inner(
     mc: &MappingController,
     previous: &NamespaceMappingStatus,
     mut status: NamespaceMappingStatus,
+    folded: bool,
 ) -> Result<Action, Error> {
     let ctx = &mc.ctx;
     let key = key_of(nm);
@@ -223,7 +224,10 @@ async fn apply_inner(
     let ready = Desired { type_: READY, status: TRUE, reason: "Ready", message: format!("replicating {described}") };
     conditions::set(&mut status.conditions, ready, generation, &now);
     continuous::reconcile(mc, nm, &resolved, &validated, &mut status).await;
-    if mc.states.with(&key, |s| s.running.is_some()) {
+    // A sync that finished after this reconcile read the state is not in `status` yet (its phase still says
+    // Running): deciding now would start it again as interrupted. The task wakes the mapping to fold it in.
+    let busy = mc.states.with(&key, |s| s.running.is_some() || (s.finished.is_some() && !folded));
+    if busy {
         write(mc, nm, previous, &status).await?;
         return Ok(Action::requeue(MAX_WAIT));
     }
