@@ -1,6 +1,8 @@
-//! Shared source watches: one kube-runtime reflector per kind per source cluster (metadata only, without managed
-//! fields), started by the first subscriber and stopped when the last one leaves. Events are routed to the
-//! subscribers interested in the object's namespace.
+//! Shared source watches: one kube-runtime watch per kind per source cluster (metadata only), started by the first
+//! subscriber and stopped when the last one leaves. Events are routed to the subscribers interested in the object's
+//! namespace. Only namespaces are cached (a reflector store, without managed fields): their labels decide which
+//! namespaces a selector covers. Other kinds keep nothing in memory: a change names its object, and the subscriber
+//! reads it from the API server when it syncs.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -35,6 +37,11 @@ impl WatchKey {
     /// `plural.group` for metric labels.
     pub fn resource(&self) -> String {
         if self.group.is_empty() { self.plural.clone() } else { format!("{}.{}", self.plural, self.group) }
+    }
+
+    /// Whether the watch keeps a store of what it sees (namespaces only).
+    pub fn cached(&self) -> bool {
+        self.group.is_empty() && self.plural == "namespaces"
     }
 }
 
@@ -74,7 +81,7 @@ struct Subscriber {
 struct Entry {
     subscribers: Arc<Mutex<HashMap<u64, Subscriber>>>,
     task: tokio::task::JoinHandle<()>,
-    store: Store<PartialObjectMeta<DynamicObject>>,
+    store: Option<Store<PartialObjectMeta<DynamicObject>>>,
 }
 
 /// The shared watches of the controller.
@@ -93,9 +100,9 @@ pub struct Subscription {
 }
 
 impl Subscription {
-    /// The reflector's store of the watched kind (metadata only).
+    /// The reflector's store of the watched kind (metadata only); `None` unless the kind is [cached](WatchKey::cached).
     pub fn store(&self) -> Option<Store<PartialObjectMeta<DynamicObject>>> {
-        self.hub.lock().get(&self.key).map(|e| e.store.clone())
+        self.hub.lock().get(&self.key).and_then(|e| e.store.clone())
     }
 }
 
@@ -142,8 +149,10 @@ impl WatchHub {
             entry.subscribers.lock().unwrap_or_else(|p| p.into_inner()).insert(id, subscriber);
         } else {
             let subscribers = Arc::new(Mutex::new(HashMap::from([(id, subscriber)])));
-            let writer = reflector::store::Writer::<PartialObjectMeta<DynamicObject>>::new(resource.clone());
-            let store = writer.as_reader();
+            let writer = key
+                .cached()
+                .then(|| reflector::store::Writer::<PartialObjectMeta<DynamicObject>>::new(resource.clone()));
+            let store = writer.as_ref().map(|w| w.as_reader());
             let api: Api<PartialObjectMeta<DynamicObject>> = Api::all_with(client.clone(), resource);
             let task = tokio::spawn(run(key.clone(), api, writer, subscribers.clone(), self.metrics.clone()));
             entries.insert(key.clone(), Entry { subscribers, task, store });
@@ -168,14 +177,17 @@ fn send(subscribers: &Mutex<HashMap<u64, Subscriber>>, namespace: Option<&str>, 
 async fn run(
     key: WatchKey,
     api: Api<PartialObjectMeta<DynamicObject>>,
-    writer: reflector::store::Writer<PartialObjectMeta<DynamicObject>>,
+    writer: Option<reflector::store::Writer<PartialObjectMeta<DynamicObject>>>,
     subscribers: Arc<Mutex<HashMap<u64, Subscriber>>>,
     metrics: ControllerMetrics,
 ) {
     let stream = watch_stream(api, watcher::Config::default())
         .default_backoff()
         .modify(|o: &mut PartialObjectMeta<DynamicObject>| o.managed_fields_mut().clear());
-    let mut stream = std::pin::pin!(reflector::reflector(writer, stream));
+    let mut stream = match writer {
+        Some(writer) => reflector::reflector(writer, stream).boxed(),
+        None => stream.boxed(),
+    };
     let mut listed_once = false;
     let mut failing = false;
     while let Some(item) = stream.next().await {
