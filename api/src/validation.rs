@@ -3,6 +3,7 @@
 //! Each format has a schema pattern (enforced by the API server, so a bad value is rejected at `kubectl apply`) and,
 //! for cron and durations, a parser the controller uses. Both accept the same language; tests check they agree.
 
+use std::sync::LazyLock;
 use std::time::Duration;
 
 /// Cron macros accepted in place of the five fields.
@@ -90,7 +91,7 @@ impl ValueError {
 /// Parses a duration in the [`DURATION_PATTERN`] format.
 pub fn parse_duration(value: &str) -> Result<Duration, ValueError> {
     let err = || ValueError::Duration { value: value.to_string() };
-    if !regex_matches(DURATION_PATTERN, value) {
+    if !DURATION_REGEX.as_ref().is_some_and(|re| re.is_match(value)) {
         return Err(err());
     }
     humantime::parse_duration(value).map_err(|_| err())
@@ -118,7 +119,7 @@ pub fn format_duration(d: Duration) -> String {
 ///
 /// Day-of-month and day-of-week combine the classic way: when both are restricted, a day matching either fires.
 pub fn parse_cron(value: &str) -> Result<croner::Cron, ValueError> {
-    if !regex_matches(&cron_pattern(), value) {
+    if !CRON_REGEX.as_ref().is_some_and(|re| re.is_match(value)) {
         return Err(ValueError::Cron {
             value: value.to_string(),
             reason: "expected five fields (minute hour day-of-month month day-of-week) or a macro like @hourly"
@@ -135,6 +136,12 @@ pub fn parse_cron(value: &str) -> Result<croner::Cron, ValueError> {
         .map_err(|e| ValueError::Cron { value: value.to_string(), reason: e.to_string() })
 }
 
+/// [`DURATION_PATTERN`], compiled once (durations are parsed on every reconcile).
+static DURATION_REGEX: LazyLock<Option<regex::Regex>> = LazyLock::new(|| regex::Regex::new(DURATION_PATTERN).ok());
+/// [`cron_pattern`], compiled once (schedules are parsed on every reconcile).
+static CRON_REGEX: LazyLock<Option<regex::Regex>> = LazyLock::new(|| regex::Regex::new(&cron_pattern()).ok());
+
+#[cfg(test)]
 fn regex_matches(pattern: &str, value: &str) -> bool {
     regex::Regex::new(pattern).map(|re| re.is_match(value)).unwrap_or(false)
 }

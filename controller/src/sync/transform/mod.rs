@@ -7,6 +7,7 @@ mod service;
 mod workloads;
 
 use std::collections::BTreeMap;
+use std::sync::OnceLock;
 
 use serde_json::Value;
 
@@ -47,6 +48,16 @@ pub struct Options {
     pub ingress: IngressOptions,
     /// PVC options.
     pub pvc: PvcOptions,
+    /// The namespace rewrite, compiled on first use (leave it to `Default`): compiling its pattern for every object
+    /// cost more CPU than the rest of the transform.
+    pub rewrite: OnceLock<NamespaceRewrite>,
+}
+
+impl Options {
+    /// The rewrite from the source namespace to the DR namespace.
+    pub fn namespace_rewrite(&self) -> &NamespaceRewrite {
+        self.rewrite.get_or_init(|| NamespaceRewrite::new(&self.source_namespace, &self.destination_namespace))
+    }
 }
 
 /// A transformed object and what the transform noticed.
@@ -90,7 +101,7 @@ pub fn transform(
     }
     workloads::sanitize_templates(&mut out.object);
     if opts.source_namespace != opts.destination_namespace {
-        NamespaceRewrite::new(&opts.source_namespace, &opts.destination_namespace).apply(group, &mut out.object);
+        opts.namespace_rewrite().apply(group, &mut out.object);
     }
     out
 }

@@ -9,6 +9,7 @@ use crate::sync::object;
 const NAMESPACE_NAME_LABEL: &str = "kubernetes.io/metadata.name";
 
 /// Rewrites `<service>.<source>.svc…` DNS names and namespace fields from the source namespace to the DR one.
+#[derive(Clone, Debug)]
 pub struct NamespaceRewrite {
     source: String,
     destination: String,
