@@ -138,9 +138,18 @@ impl SyncReport {
     /// Adds the report of one namespace of a selector mapping: counts add up, object names get the DR namespace
     /// as prefix, and a failure of that namespace becomes a failed entry (the other namespaces still count).
     pub fn merge(&mut self, other: SyncReport) {
-        let prefix = other.destination_namespace.clone();
+        let prefix = format!("{}/", other.destination_namespace);
+        self.merge_with_prefix(other, &prefix);
+    }
+
+    /// Adds the report of one kind of the same sync (kinds run side by side, each into its own report).
+    pub fn absorb(&mut self, other: SyncReport) {
+        self.merge_with_prefix(other, "");
+    }
+
+    fn merge_with_prefix(&mut self, other: SyncReport, prefix: &str) {
         let named = |mut p: ObjectProblem| {
-            p.name = format!("{prefix}/{}", p.name);
+            p.name = format!("{prefix}{}", p.name);
             p
         };
         for (kind, counts) in other.kinds {
@@ -158,20 +167,25 @@ impl SyncReport {
                 self.type_problems.push(p);
             }
         }
-        self.scales.extend(other.scales.into_iter().map(|(name, n)| (format!("{prefix}/{name}"), n)));
+        self.scales.extend(other.scales.into_iter().map(|(name, n)| (format!("{prefix}{name}"), n)));
         for r in other.resolved {
             if !self.resolved.contains(&r) {
                 self.resolved.push(r);
             }
         }
         if let Some(f) = other.failure {
-            self.fail(ObjectProblem {
-                kind: "Namespace".into(),
-                name: prefix.clone(),
-                reason: f.reason,
-                message: f.message,
-                category: f.category,
-            });
+            match prefix.strip_suffix('/') {
+                Some(namespace) => self.fail(ObjectProblem {
+                    kind: "Namespace".into(),
+                    name: namespace.to_string(),
+                    reason: f.reason,
+                    message: f.message,
+                    category: f.category,
+                }),
+                None => {
+                    self.failure.get_or_insert(f);
+                }
+            }
         }
     }
 
@@ -275,5 +289,21 @@ mod tests {
         assert_eq!(total.errors[0].name, "a-dr/x");
         assert_eq!((total.errors[1].kind.as_str(), total.errors[1].name.as_str()), ("Namespace", "b-dr"));
         assert_eq!(total.scales, vec![("a-dr/web".to_string(), 3)]);
+    }
+
+    #[test]
+    fn absorb_adds_counts_and_keeps_names_when_kinds_combine() {
+        let mut total = SyncReport { destination_namespace: "app-dr".into(), ..SyncReport::default() };
+        total.counts("ConfigMap").applied = 1;
+        let mut deployments = SyncReport::default();
+        deployments.counts("Deployment.apps").applied = 3;
+        deployments.fail(problem("Deployment.apps", Category::ValidationFailure));
+        deployments.scales.push(("web".into(), 2));
+        total.absorb(deployments);
+        assert_eq!((total.totals().applied, total.totals().failed), (4, 1));
+        assert_eq!(total.errors[0].name, "x", "names stay as they are");
+        assert_eq!(total.scales, vec![("web".to_string(), 2)]);
+        assert_eq!(total.destination_namespace, "app-dr");
+        assert!(total.failure.is_none());
     }
 }

@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use futures::{StreamExt, stream};
 use kube::api::{Api, DynamicObject};
 use serde_json::Value;
+use tokio::sync::Semaphore;
 
 use dr_syncer_api::namespace_mapping::ImmutableHandling;
 
@@ -149,6 +150,7 @@ pub async fn list(ctx: &KindContext<'_>) -> Result<Listed, ObjectProblem> {
 pub async fn sync(
     ctx: &KindContext<'_>,
     listed: Result<Listed, ObjectProblem>,
+    permits: &Semaphore,
     report: &mut SyncReport,
 ) -> Option<Vec<Value>> {
     let job = ctx.job;
@@ -190,6 +192,8 @@ pub async fn sync(
         .map(|w| {
             let (api, kind, existing) = (&dest_api, &kind, &existing);
             async move {
+                // Never closed: without a permit (impossible) the write simply goes ahead.
+                let _permit = permits.acquire().await.ok();
                 let written = write_one(ctx, api, kind, &w, existing.get(&w.name)).await;
                 (w.name, written)
             }
@@ -213,7 +217,10 @@ pub async fn sync(
     let prunes = targets.into_iter().map(|(name, uid)| {
         let api = &dest_api;
         let what = format!("delete {kind} {}/{name} on DR cluster {}", job.destination_namespace, job.destination.name);
-        async move { (name.clone(), api::delete(api, &name, &uid, job.timeout, &what).await) }
+        async move {
+            let _permit = permits.acquire().await.ok();
+            (name.clone(), api::delete(api, &name, &uid, job.timeout, &what).await)
+        }
     });
     let pruned = stream::iter(prunes).buffer_unordered(job.concurrency.max(1)).collect::<Vec<_>>().await;
     for (name, result) in pruned {

@@ -14,8 +14,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use dr_syncer_api::namespace_mapping::NamespaceMappingSpec;
+use futures::{StreamExt, stream};
 use kube::Client;
 use kube::core::Selector;
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use super::immutable::ImmutablePolicy;
@@ -24,6 +26,9 @@ use super::ownership::Marks;
 use super::report::{Category, ObjectProblem, SyncFailure, SyncReport};
 use super::select::{Selection, compile_exclusions};
 use super::transform::{IngressOptions, Options, PvcOptions};
+
+/// Kinds synced side by side in a full sync (their writes share the job's concurrency).
+const KINDS_IN_FLIGHT: usize = 2;
 
 /// One cluster as the engine sees it.
 #[derive(Clone)]
@@ -107,23 +112,39 @@ async fn run_inner(job: &Job, report: &mut SyncReport) -> Result<(), SyncFailure
             storage_classes: storage_classes.as_ref(),
         })
         .collect();
-    for ctx in &contexts {
-        if job.cancel.is_cancelled() {
-            return Err(SyncFailure {
-                category: Category::Other,
-                reason: "Cancelled".into(),
-                message: "the sync was stopped (mapping paused or deleted, or controller shutting down)".into(),
-            });
-        }
-        let listed = kind::list(ctx).await;
-        let claims = kind::sync(ctx, listed, report).await;
-        if is_pvc(ctx.selected)
-            && let Some(claims) = claims
-        {
-            volumes::sync(job, &rules.transform.pvc, &claims, report).await;
-        }
+    // Kinds overlap: the next kind is listed and starts writing while the previous one finishes its last writes.
+    // One pool of permits keeps the writes of all kinds together within the job's concurrency.
+    let permits = Semaphore::new(job.concurrency.max(1));
+    // Futures are lazy: collected first (a stream closure here would make the sync's future !Send).
+    let parts: Vec<_> = contexts.iter().map(|ctx| sync_kind(ctx, &permits)).collect();
+    let mut kinds = stream::iter(parts).buffered(KINDS_IN_FLIGHT);
+    while let Some(part) = kinds.next().await {
+        report.absorb(part);
+    }
+    if job.cancel.is_cancelled() {
+        return Err(SyncFailure {
+            category: Category::Other,
+            reason: "Cancelled".into(),
+            message: "the sync was stopped (mapping paused or deleted, or controller shutting down)".into(),
+        });
     }
     Ok(())
+}
+
+/// Lists and syncs one kind (and the PersistentVolumes of its claims) into a report of its own.
+async fn sync_kind(ctx: &kind::KindContext<'_>, permits: &Semaphore) -> SyncReport {
+    let mut part = SyncReport::default();
+    if ctx.job.cancel.is_cancelled() {
+        return part;
+    }
+    let listed = kind::list(ctx).await;
+    let claims = kind::sync(ctx, listed, permits, &mut part).await;
+    if is_pvc(ctx.selected)
+        && let Some(claims) = claims
+    {
+        volumes::sync(ctx.job, &ctx.rules.transform.pvc, &claims, &mut part).await;
+    }
+    part
 }
 
 fn is_pvc(k: &SelectedKind) -> bool {
@@ -211,6 +232,7 @@ impl Rules {
                     sync_persistent_volumes: pvc.sync_persistent_volumes.unwrap_or(false),
                     preserve_volume_attributes: pvc.preserve_volume_attributes.unwrap_or(false),
                 },
+                rewrite: Default::default(),
             },
         })
     }
