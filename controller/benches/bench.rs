@@ -22,15 +22,15 @@ use serde_json::{Value, json};
 const BIN: &str = env!("CARGO_BIN_EXE_dr-syncer-controller");
 const CTL: &str = "bench-ctl";
 const CONCURRENCY: usize = 8;
-const ROUNDS: usize = 3;
+const ROUNDS: usize = 5;
 
 fn resource(api_version: &str, kind: &str) -> ApiResource {
     let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
     ApiResource::from_gvk(&GroupVersionKind::gvk(group, version, kind))
 }
 
-/// 2,000 mixed objects: 900 ConfigMaps, 600 Secrets, 200 Services (nine in ten headless: each round's copies must fit
-/// the lab's /24 service range), 300 Deployments.
+/// 2,000 mixed objects: 900 ConfigMaps, 600 Secrets, 200 Services (19 in 20 headless: the copies of every round must
+/// fit the lab's /24 service range), 300 Deployments.
 fn mixed() -> Vec<Value> {
     let mut out = Vec::new();
     for i in 0..900 {
@@ -44,7 +44,7 @@ fn mixed() -> Vec<Value> {
     for i in 0..200 {
         let mut svc = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": format!("svc-{i}")},
             "spec": {"selector": {"app": format!("app-{i}")}, "ports": [{"name": "http", "port": 80, "protocol": "TCP"}]}});
-        if i % 10 != 0 {
+        if i % 20 != 0 {
             svc["spec"]["clusterIP"] = json!("None");
         }
         out.push(svc);
@@ -85,6 +85,30 @@ async fn apply_all(client: &Client, ns: &str, objects: &[Value], manager: &str, 
 
 async fn apply_one(client: &Client, ns: &str, obj: &Value) {
     apply_all(client, ns, std::slice::from_ref(obj), "bench-setup", 1).await;
+}
+
+/// Requests the API server has served so far, by verb (all resources and subresources).
+async fn requests_by_verb(client: &Client) -> HashMap<String, f64> {
+    let req = http::Request::get("/metrics").body(Vec::new()).unwrap();
+    let text = client.request_text(req).await.unwrap();
+    let mut out = HashMap::new();
+    for line in text.lines().filter(|l| l.starts_with("apiserver_request_total{")) {
+        let verb = line.split("verb=\"").nth(1).and_then(|r| r.split('"').next()).unwrap_or("?");
+        let count = line.rsplit(' ').next().and_then(|c| c.parse::<f64>().ok()).unwrap_or(0.0);
+        *out.entry(verb.to_string()).or_insert(0.0) += count;
+    }
+    out
+}
+
+/// `after - before` per verb, as `VERB n` pairs sorted by verb, zero counts left out.
+fn request_delta(before: &HashMap<String, f64>, after: &HashMap<String, f64>) -> String {
+    let mut verbs: Vec<_> = after
+        .iter()
+        .map(|(verb, n)| (verb.clone(), n - before.get(verb).copied().unwrap_or(0.0)))
+        .filter(|(_, n)| *n >= 1.0)
+        .collect();
+    verbs.sort_by(|a, b| a.0.cmp(&b.0));
+    verbs.iter().map(|(verb, n)| format!("{verb} {n:.0}")).collect::<Vec<_>>().join(", ")
 }
 
 /// Write requests (create, update, patch, apply, delete) the DR API server has served for the replicated kinds.
@@ -143,6 +167,8 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 
 #[tokio::main]
 async fn main() {
+    // BENCH_ONLY=sync: only the initial sync, the ceiling and the no-op resync (a quicker loop while tuning).
+    let only_sync = std::env::var("BENCH_ONLY").is_ok_and(|v| v == "sync");
     let (source, dr) = (LabCluster::shared("source"), LabCluster::shared("dr"));
     let (src, dst) = (source.client().await, dr.client().await);
     dr_syncer_testlab::crds::install(&dst).await;
@@ -191,7 +217,7 @@ async fn main() {
     )
     .await;
     handled(&dst, "warm", "1").await;
-    // Three rounds, alternating which goes first, each into fresh DR namespaces; medians are reported.
+    // Five rounds of three measurements, each into fresh DR namespaces; medians are reported.
     let parked: Vec<Value> = objects
         .iter()
         .cloned()
@@ -202,20 +228,35 @@ async fn main() {
             o
         })
         .collect();
-    let (mut syncs, mut directs) = (Vec::new(), Vec::new());
+    let as_read = source_objects(&src, "bench-mixed").await;
+    let (mut syncs, mut directs, mut replicas) = (Vec::new(), Vec::new(), Vec::new());
+    let processes = Processes::of_lab(ctl.pid());
+    let (mut sync_cpu, mut direct_cpu) = (Vec::new(), Vec::new());
+    let mut sync_requests = String::new();
     for round in 0..ROUNDS {
-        let controller_first = round % 2 == 0;
-        if !controller_first {
-            directs.push(direct(&dst, round, &parked).await);
-        }
-        let name = format!("mixed-{round}");
-        mapping(&dst, &name, spec(&format!("bench-mixed-dr-{round}"), "1")).await;
-        let status = handled(&dst, &name, "1").await;
-        syncs.push(seconds(status["lastSyncDuration"].as_str().unwrap_or("0s")));
-        if controller_first {
-            directs.push(direct(&dst, round, &parked).await);
+        // The three measurements take turns going first, so a slow moment of the machine is spread over all three.
+        for step in 0..3 {
+            match (round + step) % 3 {
+                0 => {
+                    let name = format!("mixed-{round}");
+                    let (before, served) = (processes.cpu(), requests_by_verb(&dst).await);
+                    mapping(&dst, &name, spec(&format!("bench-mixed-dr-{round}"), "1")).await;
+                    let status = handled(&dst, &name, "1").await;
+                    sync_cpu.push(processes.since(&before));
+                    sync_requests = request_delta(&served, &requests_by_verb(&dst).await);
+                    syncs.push(seconds(status["lastSyncDuration"].as_str().unwrap_or("0s")));
+                }
+                1 => {
+                    let before = processes.cpu();
+                    directs.push(direct(&dst, &format!("bench-direct-{round}"), &parked).await);
+                    direct_cpu.push(processes.since(&before));
+                }
+                _ => replicas.push(direct(&dst, &format!("bench-replica-{round}"), &as_read).await),
+            }
         }
     }
+    let replica_secs = median(&mut replicas);
+    let replica_ceiling = objects.len() as f64 / replica_secs;
     let (initial, direct_secs) = (median(&mut syncs), median(&mut directs));
     let rate = objects.len() as f64 / initial;
     let ceiling = objects.len() as f64 / direct_secs;
@@ -227,10 +268,10 @@ async fn main() {
     let noop = seconds(status["lastSyncDuration"].as_str().unwrap_or("0s"));
     let noop_writes = writes(&dst).await - before;
 
-    let latencies = propagation(&src, &dst).await;
+    let latencies = if only_sync { Vec::new() } else { propagation(&src, &dst).await };
     let (p50, p99) = (percentile(&latencies, 0.50), percentile(&latencies, 0.99));
 
-    let (rss, hwm, rss_objects) = memory(&src, &dst, ctl.pid()).await;
+    let (rss, hwm, rss_objects) = if only_sync { (0, 0, 0) } else { memory(&src, &dst, ctl.pid()).await };
     ctl.terminate(Duration::from_secs(30));
 
     println!("\ndr-syncer benchmark (lab: Kubernetes v1.20.2 control planes on loopback, {} CPUs)", num_cpus());
@@ -241,6 +282,16 @@ async fn main() {
         "  direct server-side apply (ceiling) ...... {direct_secs:.2} s = {ceiling:.0} objects/s (median of {ROUNDS}: {directs:.2?} s)"
     );
     println!("  ratio controller / ceiling .............. {:.2} (target >= 0.80)", rate / ceiling);
+    println!(
+        "  the source's objects as read, applied directly {replica_secs:.2} s = {replica_ceiling:.0} objects/s (median of {ROUNDS}: {replicas:.2?} s)"
+    );
+    println!("  ratio controller / that ceiling ......... {:.2}", rate / replica_ceiling);
+    println!("  CPU seconds per round (mean of {ROUNDS}), controller sync | direct apply:");
+    for (i, name) in processes.names.iter().enumerate() {
+        let mean = |rounds: &[Vec<f64>]| rounds.iter().map(|r| r[i]).sum::<f64>() / rounds.len().max(1) as f64;
+        println!("    {name:<18} {:>5.2} | {:>5.2}", mean(&sync_cpu), mean(&direct_cpu));
+    }
+    println!("  DR API requests of the last sync round: {sync_requests}");
     println!("  no-op resync ............................ {noop:.2} s, {noop_writes} API writes (target 0)");
     println!(
         "  Continuous, 50 changes/s for 60 s ........ {} changes, p50 {:.0} ms, p99 {:.0} ms (target p99 < 500 ms)",
@@ -269,10 +320,81 @@ async fn settle(client: &Client, ns: &str) {
 }
 
 /// The same objects server-side-applied directly into a fresh DR namespace; seconds.
-async fn direct(dst: &Client, round: usize, parked: &[Value]) -> f64 {
-    let ns = format!("bench-direct-{round}");
-    create_namespace(dst, &ns).await;
-    apply_all(dst, &ns, parked, "bench-direct", CONCURRENCY).await.as_secs_f64()
+/// Server-side applies `objects` into the fresh DR namespace `ns`; returns the wall time in seconds.
+async fn direct(dst: &Client, ns: &str, objects: &[Value]) -> f64 {
+    create_namespace(dst, ns).await;
+    apply_all(dst, ns, objects, "bench-direct", CONCURRENCY).await.as_secs_f64()
+}
+
+/// The mixed objects as the source API server returns them (its defaults filled in), made applicable the simplest
+/// way: metadata cut to name, labels and annotations, no status, no allocated cluster IPs, Deployments at 0 replicas.
+async fn source_objects(src: &Client, ns: &str) -> Vec<Value> {
+    let mut out = Vec::new();
+    for (api_version, kind) in [("v1", "ConfigMap"), ("v1", "Secret"), ("v1", "Service"), ("apps/v1", "Deployment")] {
+        let api: Api<DynamicObject> = Api::namespaced_with(src.clone(), ns, &resource(api_version, kind));
+        for object in api.list(&Default::default()).await.unwrap().items {
+            let mut v = serde_json::to_value(&object).unwrap();
+            let meta = &v["metadata"];
+            let meta = json!({"name": meta["name"], "labels": meta["labels"], "annotations": meta["annotations"]});
+            v["metadata"] = meta;
+            v.as_object_mut().unwrap().remove("status");
+            (v["apiVersion"], v["kind"]) = (json!(api_version), json!(kind));
+            if kind == "Service" && v["spec"]["clusterIP"] != "None" {
+                let spec = v["spec"].as_object_mut().unwrap();
+                spec.remove("clusterIP");
+                spec.remove("clusterIPs");
+            }
+            if kind == "Deployment" {
+                v["spec"]["replicas"] = json!(0);
+            }
+            out.push(v);
+        }
+    }
+    out
+}
+
+/// The processes whose CPU time the bench reports: the controller, the bench itself, and each lab cluster's API
+/// server, etcd and controller manager (their PID files are under `$LAB_RUN/<cluster>/`).
+struct Processes {
+    names: Vec<String>,
+    pids: Vec<u32>,
+}
+
+impl Processes {
+    fn of_lab(controller: u32) -> Processes {
+        let mut names = vec!["controller".to_string(), "bench client".to_string()];
+        let mut pids = vec![controller, std::process::id()];
+        let run = std::env::var("LAB_RUN").unwrap_or_default();
+        for cluster in ["source", "dr"] {
+            for part in ["apiserver", "etcd", "kcm"] {
+                let file = Path::new(&run).join(cluster).join(format!("{part}.pid"));
+                if let Some(pid) = std::fs::read_to_string(file).ok().and_then(|t| t.trim().parse().ok()) {
+                    names.push(format!("{cluster} {part}"));
+                    pids.push(pid);
+                }
+            }
+        }
+        Processes { names, pids }
+    }
+
+    /// CPU seconds (user + system) each process has used so far.
+    fn cpu(&self) -> Vec<f64> {
+        self.pids.iter().map(|pid| cpu_seconds(*pid)).collect()
+    }
+
+    fn since(&self, before: &[f64]) -> Vec<f64> {
+        self.cpu().iter().zip(before).map(|(now, then)| now - then).collect()
+    }
+}
+
+/// utime + stime of a process from `/proc/<pid>/stat`, in seconds (clock ticks of 1/100 s).
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command (which may contain spaces) start at field 3; utime and stime are fields 14 and 15.
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or_default();
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0);
+    (ticks(11) + ticks(12)) / 100.0
 }
 
 /// Sorts `values` and returns the middle one.
