@@ -2,9 +2,10 @@
 # Prepares a machine (Debian bookworm with a Rust toolchain) for dr-syncer's workflows; idempotent and quick when
 # everything is in place. Used by `.ci/run` and `make demo`.
 #
-#  1. Debian packages: etcd and Go (to build the lab's Kubernetes binaries), kubectl, openssl, rsync, make; the lab
-#     nodes' runtime (containerd, runc, CNI plugins, iptables, conntrack), debootstrap and a static C toolchain for
-#     the images; and promtool, extracted from Debian's prometheus package (never installed as a service).
+#  1. Debian packages: etcd and Go (to build the lab's Kubernetes binaries), kubectl, openssl, rsync and the
+#     OpenSSH client (data-path tests), make; the lab nodes' runtime (containerd, runc, CNI plugins, iptables,
+#     conntrack), debootstrap and a static C toolchain for the images; and promtool, extracted from Debian's
+#     prometheus package (never installed as a service).
 #  2. Python packages: the Helm SDK (helm-python-sdk) and PyYAML, for the chart tests and `make demo`.
 #  3. Rust components rustfmt and clippy.
 #  4. The lab's Kubernetes v1.20.2 binaries and pause image, and the images' Debian root filesystem, built once and
@@ -21,7 +22,7 @@ export DR_SYNCER_CACHE=${DR_SYNCER_CACHE:-$HOME/.cache/dr-syncer}
 
 step "Debian packages"
 # kubectl: Debian's kubernetes-client matches the lab's v1.20 servers; any kubectl already on PATH is kept.
-PKGS="etcd-server golang-1.19-go golang-github-modern-go-reflect2-dev dpkg-dev make rsync jq curl openssl git"
+PKGS="etcd-server golang-1.19-go golang-github-modern-go-reflect2-dev dpkg-dev make rsync openssh-client jq curl openssl git"
 PKGS="$PKGS containerd runc containernetworking-plugins iptables conntrack debootstrap gcc libc6-dev python3-pip"
 command -v kubectl >/dev/null || PKGS="$PKGS kubernetes-client"
 # shellcheck disable=SC2086

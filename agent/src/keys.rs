@@ -1,0 +1,113 @@
+//! Ed25519 SSH keys: generation, OpenSSH encoding and SHA-256 fingerprints. The controller and the agent share this
+//! module, so both sides agree on formats. A private key never appears in `Debug` output.
+
+use russh::keys::ssh_key::{HashAlg, LineEnding};
+use russh::keys::{Algorithm, PrivateKey, PublicKey};
+use zeroize::Zeroizing;
+
+use crate::error::Error;
+
+/// A freshly generated or loaded key pair in OpenSSH text form.
+#[derive(Clone)]
+pub struct KeyPair {
+    /// The private key, `-----BEGIN OPENSSH PRIVATE KEY-----` PEM; wiped from memory when dropped.
+    pub private_openssh: Zeroizing<String>,
+    /// The public key as one `authorized_keys` line: `ssh-ed25519 AAAA… comment`.
+    pub public_openssh: String,
+    /// SHA-256 fingerprint as `ssh-keygen -l` prints it: `SHA256:…`.
+    pub fingerprint: String,
+}
+
+impl std::fmt::Debug for KeyPair {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyPair").field("fingerprint", &self.fingerprint).finish_non_exhaustive()
+    }
+}
+
+/// Generates an Ed25519 key pair with `comment` (for example the mapping and generation it belongs to).
+pub fn generate(comment: &str) -> Result<KeyPair, Error> {
+    let key_error = |source| Error::Key { what: format!("generated for {comment}"), source };
+    let mut key = PrivateKey::random(&mut rand::rng(), Algorithm::Ed25519).map_err(key_error)?;
+    key.set_comment(comment);
+    pair(&key, comment)
+}
+
+/// Reads an Ed25519 private key from OpenSSH PEM text; `what` names it in errors.
+pub fn private_from_openssh(text: &str, what: &str) -> Result<PrivateKey, Error> {
+    let key = PrivateKey::from_openssh(text).map_err(|source| Error::Key { what: what.to_string(), source })?;
+    ensure_ed25519(key.algorithm(), what)?;
+    Ok(key)
+}
+
+/// Reads an Ed25519 public key from one `authorized_keys`-style line; `what` names it in errors.
+pub fn public_from_openssh(line: &str, what: &str) -> Result<PublicKey, Error> {
+    let key = PublicKey::from_openssh(line.trim()).map_err(|source| Error::Key { what: what.to_string(), source })?;
+    ensure_ed25519(key.algorithm(), what)?;
+    Ok(key)
+}
+
+/// The SHA-256 fingerprint of a public key, as `ssh-keygen -l` prints it.
+pub fn fingerprint(key: &PublicKey) -> String {
+    key.fingerprint(HashAlg::Sha256).to_string()
+}
+
+/// The key pair of a loaded private key.
+pub fn pair(key: &PrivateKey, what: &str) -> Result<KeyPair, Error> {
+    let key_error = |source| Error::Key { what: what.to_string(), source };
+    Ok(KeyPair {
+        private_openssh: key.to_openssh(LineEnding::LF).map_err(key_error)?,
+        public_openssh: key.public_key().to_openssh().map_err(key_error)?,
+        fingerprint: fingerprint(key.public_key()),
+    })
+}
+
+/// Whether two public keys are the same key (comments ignored).
+pub fn same_key(a: &PublicKey, b: &PublicKey) -> bool {
+    a.key_data() == b.key_data()
+}
+
+fn ensure_ed25519(algorithm: Algorithm, what: &str) -> Result<(), Error> {
+    if algorithm == Algorithm::Ed25519 {
+        Ok(())
+    } else {
+        Err(Error::KeyAlgorithm { what: what.to_string(), algorithm: algorithm.to_string() })
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generate_round_trips_through_openssh_text_when_parsed_back() {
+        let pair = generate("dr-syncer:ops/shop:1").unwrap();
+        assert!(pair.private_openssh.starts_with("-----BEGIN OPENSSH PRIVATE KEY-----"));
+        assert!(pair.public_openssh.starts_with("ssh-ed25519 "));
+        assert!(pair.public_openssh.ends_with(" dr-syncer:ops/shop:1"));
+        let private = private_from_openssh(&pair.private_openssh, "test").unwrap();
+        let public = public_from_openssh(&pair.public_openssh, "test").unwrap();
+        assert!(same_key(private.public_key(), &public));
+        assert_eq!(fingerprint(&public), pair.fingerprint);
+        assert!(pair.fingerprint.starts_with("SHA256:"));
+    }
+
+    #[test]
+    fn debug_output_never_contains_the_private_key_when_formatted() {
+        let pair = generate("x").unwrap();
+        let text = format!("{pair:?}");
+        assert!(!text.contains("PRIVATE"));
+        assert!(text.contains(&pair.fingerprint));
+    }
+
+    #[test]
+    fn public_from_openssh_refuses_when_the_line_is_not_a_key() {
+        let err = public_from_openssh("ssh-ed25519 not-base64!", "line 3").unwrap_err();
+        assert_eq!(err.reason(), "InvalidKey");
+    }
+
+    #[test]
+    fn two_generated_keys_differ_when_generated_twice() {
+        assert_ne!(generate("a").unwrap().fingerprint, generate("a").unwrap().fingerprint);
+    }
+}

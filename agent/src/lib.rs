@@ -1,0 +1,12 @@
+//! dr-syncer agent: the SSH bastion a source cluster's nodes run for PVC data replication, the SSH server of the
+//! short-lived rsync pods, and the key and command formats the controller shares with them.
+
+pub mod bastion;
+pub mod error;
+pub mod keys;
+pub mod metrics;
+pub mod policy;
+pub mod reload;
+pub mod rsync_args;
+pub mod serve;
+pub mod ssh;

@@ -1,0 +1,157 @@
+//! `dr-syncer-agent`: `bastion` (the node's SSH jump host) or `serve` (the rsync pod's SSH server).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use dr_syncer_agent::bastion::Bastion;
+use dr_syncer_agent::metrics::{AgentMetrics, serve_http};
+use dr_syncer_agent::reload::{PolicyFiles, watch_files};
+use dr_syncer_agent::serve::RsyncServer;
+use dr_syncer_agent::{keys, ssh};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tracing::info;
+
+/// dr-syncer agent: SSH bastion of a source cluster node, or SSH server of an rsync pod.
+#[derive(Parser, Debug)]
+#[command(version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// The node's SSH jump host: relays a mapping's rsync client to that mapping's rsync pods on this node.
+    Bastion {
+        /// Address to listen on.
+        #[arg(long, default_value = "0.0.0.0:2222")]
+        listen: SocketAddr,
+        /// OpenSSH Ed25519 private host key (pinned by every client).
+        #[arg(long)]
+        host_key: PathBuf,
+        /// JSON authorized set: mapping → public keys (written by the controller).
+        #[arg(long)]
+        authorized: PathBuf,
+        /// JSON target set: mapping → addresses of its rsync pods on this node.
+        #[arg(long)]
+        targets: PathBuf,
+        /// How often the authorized set and targets are checked for changes.
+        #[arg(long, default_value = "1s", value_parser = humantime_duration)]
+        reload_interval: Duration,
+        /// Address of `/metrics` and `/healthz`; none when empty.
+        #[arg(long, default_value = "")]
+        metrics_bind_address: String,
+    },
+    /// The rsync pod's SSH server: runs one checked rsync sender command for the volume.
+    Serve {
+        /// Address to listen on.
+        #[arg(long, default_value = "0.0.0.0:2022")]
+        listen: SocketAddr,
+        /// OpenSSH Ed25519 private host key of this operation (pinned by the client).
+        #[arg(long)]
+        host_key: PathBuf,
+        /// `authorized_keys` file: the mapping's public keys, one per line.
+        #[arg(long)]
+        authorized_keys: PathBuf,
+        /// The volume's mount path; the only path rsync may send.
+        #[arg(long, default_value = "/data")]
+        root: PathBuf,
+        /// The rsync program.
+        #[arg(long, default_value = "rsync")]
+        rsync: PathBuf,
+        /// Address of `/metrics` and `/healthz`; none when empty.
+        #[arg(long, default_value = "")]
+        metrics_bind_address: String,
+    },
+}
+
+fn humantime_duration(text: &str) -> Result<Duration, String> {
+    humantime::parse_duration(text).map_err(|e| format!("{text:?} is not a duration such as 1s or 500ms: {e}"))
+}
+
+fn read_text(path: &Path) -> anyhow::Result<String> {
+    std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,russh=warn".into()),
+        )
+        .json()
+        .init();
+    let cli = Cli::parse();
+    let metrics = AgentMetrics::new().context("metrics")?;
+    let stop = CancellationToken::new();
+    let (listen, host_key_path, metrics_address) = match &cli.command {
+        Command::Bastion { listen, host_key, metrics_bind_address, .. }
+        | Command::Serve { listen, host_key, metrics_bind_address, .. } => (*listen, host_key, metrics_bind_address),
+    };
+    let host_key = keys::private_from_openssh(&read_text(host_key_path)?, &host_key_path.display().to_string())?;
+    info!(fingerprint = %keys::fingerprint(host_key.public_key()), %listen, "host key loaded");
+    if !metrics_address.is_empty() {
+        let address: SocketAddr = metrics_address.parse().context("--metrics-bind-address")?;
+        tokio::spawn(serve_http(address, metrics.clone(), stop.clone()));
+    }
+    let socket = TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
+    info!(addr = %socket.local_addr().context("listener address")?, "listening for SSH");
+    let config = ssh::server_config(host_key);
+    let result = match cli.command {
+        Command::Bastion { authorized, targets, reload_interval, .. } => {
+            let files = PolicyFiles { authorized, targets };
+            let (policy, raw) = files.load()?;
+            info!(keys = policy.key_count(), "policy loaded");
+            let (sender, receiver) = tokio::sync::watch::channel(Arc::new(policy));
+            tokio::spawn(watch_files(files, raw, sender, metrics.clone(), reload_interval, stop.clone()));
+            serve_ssh(Bastion { policy: receiver, metrics }, config, socket).await
+        }
+        Command::Serve { authorized_keys, root, rsync, .. } => {
+            let text = read_text(&authorized_keys)?;
+            let authorized = text
+                .lines()
+                .filter(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#'))
+                .enumerate()
+                .map(|(i, line)| keys::public_from_openssh(line, &format!("line {} of authorized keys", i + 1)))
+                .collect::<Result<Vec<_>, _>>()?;
+            anyhow::ensure!(!authorized.is_empty(), "{} lists no key", authorized_keys.display());
+            let server = RsyncServer { authorized: Arc::new(authorized), root, rsync, metrics };
+            serve_ssh(server, config, socket).await
+        }
+    };
+    stop.cancel();
+    result
+}
+
+/// Runs an SSH server on `socket` until it fails or SIGTERM/SIGINT arrives.
+async fn serve_ssh<S>(mut server: S, config: Arc<russh::server::Config>, socket: TcpListener) -> anyhow::Result<()>
+where
+    S: russh::server::Server + Send + 'static,
+    S::Handler: Send + 'static,
+{
+    let running = server.run_on_socket(config, &socket);
+    let handle = running.handle();
+    tokio::select! {
+        result = running => result.context("SSH server"),
+        _ = shutdown_signal() => {
+            handle.shutdown("dr-syncer-agent is stopping".into());
+            Ok(())
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(term) => term,
+        Err(_) => return std::future::pending().await,
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}

@@ -1,0 +1,171 @@
+//! Who may connect and where to: the mapping keys the bastion accepts and the rsync pods each mapping may reach.
+//! The controller writes the authorized set (JSON, [`AuthorizedSet`]); the targets come from the rsync pods on this
+//! node (or, outside a cluster, from a file of the same shape as [`TargetSet`]). Both are checked by pure functions
+//! here, so every refusal has a unit test.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::{IpAddr, SocketAddr};
+
+use jiff::Timestamp;
+use russh::keys::PublicKey;
+use serde::{Deserialize, Serialize};
+
+use crate::error::Error;
+use crate::keys;
+
+/// The keys of every mapping, as the controller writes them into the agent's Secret.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct AuthorizedSet {
+    /// Mapping identity (the rsync pods' mapping label value) → its keys.
+    pub mappings: BTreeMap<String, MappingKeys>,
+}
+
+/// The keys of one mapping.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct MappingKeys {
+    /// Current key first, then keys kept during a rotation's overlap.
+    pub keys: Vec<AuthorizedKey>,
+}
+
+/// One accepted public key.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct AuthorizedKey {
+    /// `ssh-ed25519 AAAA… comment`.
+    pub public_key: String,
+    /// RFC 3339 time after which the key is refused even if still listed (a retired key's end of overlap).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_after: Option<String>,
+}
+
+/// The rsync pods each mapping may reach from this node: mapping identity → `ip:port` addresses.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct TargetSet {
+    /// Mapping identity → addresses of its rsync pods on this node.
+    pub targets: BTreeMap<String, Vec<SocketAddr>>,
+}
+
+/// A key the agent accepts, parsed.
+#[derive(Clone, Debug)]
+struct Accepted {
+    key: PublicKey,
+    mapping: String,
+    fingerprint: String,
+    not_after: Option<Timestamp>,
+}
+
+/// The parsed authorized set and targets the bastion decides with.
+#[derive(Clone, Debug, Default)]
+pub struct Policy {
+    keys: Vec<Accepted>,
+    targets: HashMap<String, HashSet<SocketAddr>>,
+}
+
+/// The mapping a connection authenticated as.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Identity {
+    /// Mapping identity.
+    pub mapping: String,
+    /// Fingerprint of the key used.
+    pub fingerprint: String,
+}
+
+/// Why a key or a target was refused (the `reason` label of the refusals metric).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    /// The key is in no mapping's set.
+    #[error("unknown key")]
+    UnknownKey,
+    /// The key is listed but past its `notAfter`.
+    #[error("key retired")]
+    KeyRetired,
+    /// The connection asked for something before authenticating.
+    #[error("not authenticated")]
+    NotAuthenticated,
+    /// The requested host is not an IP address (names are never resolved).
+    #[error("target {0:?} is not an IP address")]
+    NotAnAddress(String),
+    /// The address is not one of this mapping's rsync pods on this node.
+    #[error("target {0} is not an rsync pod of this mapping on this node")]
+    NotAllowedTarget(String),
+    /// A channel or request type the agent never serves (shell, exec, pty, subsystem, forwarding).
+    #[error("{0} is not allowed")]
+    Request(&'static str),
+}
+
+impl Refusal {
+    /// A short CamelCase reason for logs and metric labels.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Refusal::UnknownKey => "UnknownKey",
+            Refusal::KeyRetired => "KeyRetired",
+            Refusal::NotAuthenticated => "NotAuthenticated",
+            Refusal::NotAnAddress(_) => "TargetNotAnAddress",
+            Refusal::NotAllowedTarget(_) => "TargetNotAllowed",
+            Refusal::Request(_) => "RequestNotAllowed",
+        }
+    }
+}
+
+impl Policy {
+    /// Parses an authorized set and a target set. A malformed key fails the whole set, so a bad update never
+    /// half-applies (the previous policy stays in force).
+    pub fn new(authorized: &AuthorizedSet, targets: &TargetSet) -> Result<Policy, Error> {
+        let mut keys = Vec::new();
+        for (mapping, set) in &authorized.mappings {
+            for (i, entry) in set.keys.iter().enumerate() {
+                let what = format!("{i} of mapping {mapping}");
+                let key = keys::public_from_openssh(&entry.public_key, &what)?;
+                let not_after = match &entry.not_after {
+                    Some(text) => Some(text.parse::<Timestamp>().map_err(|e| Error::Policy {
+                        what: format!("notAfter of key {what}"),
+                        message: e.to_string(),
+                    })?),
+                    None => None,
+                };
+                let fingerprint = keys::fingerprint(&key);
+                keys.push(Accepted { key, mapping: mapping.clone(), fingerprint, not_after });
+            }
+        }
+        let targets = targets.targets.iter().map(|(m, addrs)| (m.clone(), addrs.iter().copied().collect())).collect();
+        Ok(Policy { keys, targets })
+    }
+
+    /// The same keys with other targets.
+    pub fn with_targets(&self, targets: &TargetSet) -> Policy {
+        let targets = targets.targets.iter().map(|(m, addrs)| (m.clone(), addrs.iter().copied().collect())).collect();
+        Policy { keys: self.keys.clone(), targets }
+    }
+
+    /// Which mapping `key` belongs to, at time `now`.
+    pub fn identify(&self, key: &PublicKey, now: Timestamp) -> Result<Identity, Refusal> {
+        let accepted = self.keys.iter().find(|a| keys::same_key(&a.key, key)).ok_or(Refusal::UnknownKey)?;
+        if accepted.not_after.is_some_and(|end| now > end) {
+            return Err(Refusal::KeyRetired);
+        }
+        Ok(Identity { mapping: accepted.mapping.clone(), fingerprint: accepted.fingerprint.clone() })
+    }
+
+    /// The address to connect to for a direct-tcpip request of `identity` to `host:port`.
+    pub fn target(&self, identity: &Identity, host: &str, port: u32) -> Result<SocketAddr, Refusal> {
+        let ip: IpAddr = host.parse().map_err(|_| Refusal::NotAnAddress(host.to_string()))?;
+        let port = u16::try_from(port).map_err(|_| Refusal::NotAllowedTarget(format!("{host}:{port}")))?;
+        let address = SocketAddr::new(ip, port);
+        match self.targets.get(&identity.mapping) {
+            Some(allowed) if allowed.contains(&address) => Ok(address),
+            _ => Err(Refusal::NotAllowedTarget(address.to_string())),
+        }
+    }
+
+    /// Number of keys accepted (for logs).
+    pub fn key_count(&self) -> usize {
+        self.keys.len()
+    }
+}
+
+#[cfg(test)]
+#[path = "policy_tests.rs"]
+mod tests;

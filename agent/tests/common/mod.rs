@@ -1,0 +1,249 @@
+//! A bastion and an rsync pod server on loopback, with keys, an OpenSSH client configuration per key and a volume.
+#![allow(dead_code)]
+
+pub mod tree;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use dr_syncer_agent::keys::{KeyPair, generate};
+use dr_syncer_agent::policy::{AuthorizedKey, AuthorizedSet, TargetSet};
+use dr_syncer_testlab::process::Process;
+
+const AGENT: &str = env!("CARGO_BIN_EXE_dr-syncer-agent");
+const STARTUP: Duration = Duration::from_secs(20);
+
+/// The running pieces of one test.
+pub struct Lab {
+    /// Scratch directory of the test.
+    pub dir: PathBuf,
+    /// The source volume the rsync pod server sends.
+    pub volume: PathBuf,
+    /// Where pulls write.
+    pub dest: PathBuf,
+    /// The bastion's metrics address.
+    pub metrics: SocketAddr,
+    bastion: Process,
+    serve: Process,
+    serve_addr: SocketAddr,
+}
+
+fn write_private(path: &Path, pair: &KeyPair) {
+    std::fs::write(path, pair.private_openssh.as_bytes()).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
+}
+
+fn addr_from(process: &mut Process, needle: &str) -> SocketAddr {
+    let line = process.wait_for_log(needle, STARTUP);
+    let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON: {line}: {e}"));
+    v["fields"]["addr"].as_str().and_then(|a| a.parse().ok()).unwrap_or_else(|| panic!("no addr in {line}"))
+}
+
+impl Lab {
+    /// Starts an rsync pod server for a fresh volume and a bastion that lets mapping `shop` reach it. Keys:
+    /// `shop` (current), `retired` (listed for shop, past its notAfter), `other` (another mapping, no pods here),
+    /// `stranger` (listed nowhere).
+    pub fn start(name: &str) -> Lab {
+        let dir = std::env::temp_dir().join(format!("dr-syncer-agent-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let (volume, dest) = (dir.join("volume"), dir.join("dest"));
+        for d in [&dir, &volume, &dest] {
+            std::fs::create_dir_all(d).unwrap();
+        }
+        let key = |name: &str| {
+            let pair = generate(name).unwrap();
+            write_private(&dir.join(format!("id_{name}")), &pair);
+            pair
+        };
+        let (bastion_host, serve_host) = (key("bastion-host"), key("serve-host"));
+        let (shop, retired, other) = (key("shop"), key("retired"), key("other"));
+        key("stranger");
+
+        std::fs::write(dir.join("serve_authorized_keys"), format!("{}\n", shop.public_openssh)).unwrap();
+        let mut serve = Process::spawn(
+            Path::new(AGENT),
+            &[
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--host-key",
+                dir.join("id_serve-host").to_str().unwrap(),
+                "--authorized-keys",
+                dir.join("serve_authorized_keys").to_str().unwrap(),
+                "--root",
+                volume.to_str().unwrap(),
+            ],
+            &[],
+        );
+        let serve_addr = addr_from(&mut serve, "listening for SSH");
+
+        let lab_files = (dir.join("authorized.json"), dir.join("targets.json"));
+        let targets = TargetSet {
+            targets: [("shop".to_string(), vec![serve_addr]), ("other".to_string(), vec![])].into_iter().collect(),
+        };
+        std::fs::write(&lab_files.1, serde_json::to_vec(&targets).unwrap()).unwrap();
+        write_authorized(
+            &lab_files.0,
+            &[
+                ("shop", &shop.public_openssh, None),
+                ("shop", &retired.public_openssh, Some("2020-01-01T00:00:00Z")),
+                ("other", &other.public_openssh, None),
+            ],
+        );
+        let mut bastion = Process::spawn(
+            Path::new(AGENT),
+            &[
+                "bastion",
+                "--listen",
+                "127.0.0.1:0",
+                "--host-key",
+                dir.join("id_bastion-host").to_str().unwrap(),
+                "--authorized",
+                lab_files.0.to_str().unwrap(),
+                "--targets",
+                lab_files.1.to_str().unwrap(),
+                "--reload-interval",
+                "200ms",
+                "--metrics-bind-address",
+                "127.0.0.1:0",
+            ],
+            &[],
+        );
+        let metrics = addr_from(&mut bastion, "serving HTTP");
+        let bastion_addr = addr_from(&mut bastion, "listening for SSH");
+
+        let known_hosts = format!(
+            "[127.0.0.1]:{} {}\n[127.0.0.1]:{} {}\n",
+            bastion_addr.port(),
+            bastion_host.public_openssh,
+            serve_addr.port(),
+            serve_host.public_openssh
+        );
+        std::fs::write(dir.join("known_hosts"), known_hosts).unwrap();
+        for name in ["shop", "retired", "other", "stranger"] {
+            let config = format!(
+                "Host bastion\n  HostName 127.0.0.1\n  Port {}\nHost target\n  HostName 127.0.0.1\n  Port {}\n  \
+                 ProxyJump bastion\nHost *\n  User dr-syncer\n  IdentityFile {}\n  IdentitiesOnly yes\n  BatchMode yes\n  \
+                 StrictHostKeyChecking yes\n  UserKnownHostsFile {}\n  GlobalKnownHostsFile /dev/null\n  \
+                 Ciphers aes128-gcm@openssh.com,chacha20-poly1305@openssh.com\n  ConnectTimeout 10\n  LogLevel ERROR\n",
+                bastion_addr.port(),
+                serve_addr.port(),
+                dir.join(format!("id_{name}")).display(),
+                dir.join("known_hosts").display()
+            );
+            std::fs::write(dir.join(format!("ssh_config.{name}")), config).unwrap();
+        }
+        Lab { dir, volume, dest, metrics, bastion, serve, serve_addr }
+    }
+
+    fn config(&self, key: &str) -> PathBuf {
+        self.dir.join(format!("ssh_config.{key}"))
+    }
+
+    /// `rsync` pulling the volume into `dest` through the bastion with `key`.
+    pub fn pull(&self, key: &str, extra: &[&str]) -> Output {
+        let rsh = format!("ssh -F {}", self.config(key).display());
+        Command::new("rsync")
+            .args(["-aHAXS", "--numeric-ids", "--delete", "--partial-dir=.dr-syncer-partial", "-e", &rsh])
+            .args(extra)
+            .arg(format!("target:{}/", self.volume.display()))
+            .arg(format!("{}/", self.dest.display()))
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    }
+
+    /// `ssh` to `host` (`bastion` or `target`) with `key`, running `command`.
+    pub fn ssh(&self, key: &str, host: &str, command: &[&str]) -> Output {
+        Command::new("ssh")
+            .arg("-F")
+            .arg(self.config(key))
+            .arg(host)
+            .args(command)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    }
+
+    /// `ssh -W target bastion` with `key`: a raw forward through the bastion.
+    pub fn ssh_forward(&self, key: &str, target: &str) -> Output {
+        Command::new("ssh")
+            .arg("-F")
+            .arg(self.config(key))
+            .args(["-W", target, "bastion"])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    }
+
+    /// Replaces the bastion's authorized set.
+    pub fn authorize(&self, entries: &[(&str, &str, Option<&str>)]) {
+        write_authorized(&self.dir.join("authorized.json"), entries);
+    }
+
+    /// The bastion's `/metrics` text.
+    pub fn metrics_text(&self) -> String {
+        let mut stream = TcpStream::connect(self.metrics).unwrap();
+        stream.write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n").unwrap();
+        let mut text = String::new();
+        stream.read_to_string(&mut text).unwrap();
+        text
+    }
+
+    /// Log lines of the rsync pod server.
+    pub fn serve_logs(&self) -> Vec<String> {
+        self.serve.logs()
+    }
+
+    /// Log lines of the bastion.
+    pub fn bastion_logs(&self) -> Vec<String> {
+        self.bastion.logs()
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        self.bastion.terminate(Duration::from_secs(10));
+        self.serve.terminate(Duration::from_secs(10));
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn write_authorized(path: &Path, entries: &[(&str, &str, Option<&str>)]) {
+    let mut set = AuthorizedSet::default();
+    for (mapping, key, not_after) in entries {
+        set.mappings
+            .entry(mapping.to_string())
+            .or_default()
+            .keys
+            .push(AuthorizedKey { public_key: key.to_string(), not_after: not_after.map(str::to_string) });
+    }
+    // Written next to it and renamed, as the kubelet swaps a Secret volume's files.
+    let temporary = path.with_extension("new");
+    std::fs::write(&temporary, serde_json::to_vec(&set).unwrap()).unwrap();
+    std::fs::rename(&temporary, path).unwrap();
+}
+
+/// The value of counter `name` with label value `label`, 0 when absent.
+pub fn counter(text: &str, name: &str, label: &str) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(&format!("{name}{{")) && l.contains(&format!("\"{label}\"")))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// Polls `check` until it returns `Some`, or panics after `timeout`.
+pub fn eventually<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = check() {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
