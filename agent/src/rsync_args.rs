@@ -1,7 +1,7 @@
 //! Which rsync invocations the data path allows. The rsync pod's SSH server accepts only the command an rsync client
 //! sends for a pull of the whole volume (`rsync --server --sender <options> . /data/`), checked option by option
 //! like rrsync, and runs it rebuilt from the parsed parts, never through a shell. Extra client options a
-//! NamespaceMapping asks for (`dataSyncConfig.rsyncOptions`) are checked against [`CLIENT_OPTIONS`].
+//! NamespaceMapping asks for (`dataSyncConfig.rsyncOptions`) are checked by [`check_client_option`].
 
 /// An allowed long option: its name, and the check of its value when it takes one.
 pub type LongOption = (&'static str, Option<fn(&str) -> bool>);
@@ -12,14 +12,13 @@ pub type LongOption = (&'static str, Option<fn(&str) -> bool>);
 /// outside the command line, where they cannot be checked).
 const SERVER_SHORT: &str = "vnrlptgoDHAXScxzWOJmuI";
 
-/// Long options the sending server may receive, by name; `Some(check)` when the option takes a value.
-const SERVER_LONG: &[LongOption] = &[
-    ("numeric-ids", None),
+/// Long options both the client (from `rsyncOptions`) and the sending server may carry, by name; `Some(check)`
+/// when the option takes a value.
+const SHARED_LONG: &[LongOption] = &[
     ("ignore-errors", None),
     ("inplace", None),
     ("size-only", None),
     ("timeout", Some(digits)),
-    ("bwlimit", Some(digits)),
     ("modify-window", Some(digits)),
     ("compress-level", Some(digits)),
     ("max-size", Some(size)),
@@ -28,25 +27,18 @@ const SERVER_LONG: &[LongOption] = &[
     ("compress-choice", Some(word_list)),
 ];
 
-/// rsync client options users may add through `dataSyncConfig.rsyncOptions`: they change how data is compared,
-/// compressed or timed, never where it is read or written.
-pub const CLIENT_OPTIONS: &[LongOption] = &[
+/// Long options only the sending server receives (the client sets them itself).
+const SERVER_ONLY_LONG: &[LongOption] = &[("numeric-ids", None), ("bwlimit", Some(digits))];
+
+/// rsync client options users may add through `dataSyncConfig.rsyncOptions` besides [`SHARED_LONG`]: they change
+/// how data is compared, compressed or timed, never where it is read or written.
+pub const CLIENT_ONLY_OPTIONS: &[LongOption] = &[
     ("compress", None),
-    ("inplace", None),
     ("whole-file", None),
-    ("size-only", None),
-    ("ignore-errors", None),
     ("omit-dir-times", None),
     ("omit-link-times", None),
     ("prune-empty-dirs", None),
     ("ignore-times", None),
-    ("timeout", Some(digits)),
-    ("modify-window", Some(digits)),
-    ("compress-level", Some(digits)),
-    ("max-size", Some(size)),
-    ("min-size", Some(size)),
-    ("checksum-choice", Some(word_list)),
-    ("compress-choice", Some(word_list)),
 ];
 
 /// A sender command that passed the checks, ready to run.
@@ -117,7 +109,8 @@ pub fn parse_sender(command: &str, root: &str) -> Result<SenderCommand, Refusal>
 fn check_server_option(option: &str) -> Result<String, Refusal> {
     let refused = || Refusal::Option(option.to_string());
     if let Some(long) = option.strip_prefix("--") {
-        return long_allowed(SERVER_LONG, long).then(|| option.to_string()).ok_or_else(refused);
+        let allowed = long_allowed(SHARED_LONG, long) || long_allowed(SERVER_ONLY_LONG, long);
+        return allowed.then(|| option.to_string()).ok_or_else(refused);
     }
     let short = option.strip_prefix('-').ok_or_else(refused)?;
     // `-…e.<capabilities>`: everything after `e` is the client's protocol capability string.
@@ -151,7 +144,7 @@ fn long_allowed(list: &[LongOption], long: &str) -> bool {
 pub fn check_client_option(option: &str) -> Result<(), Refusal> {
     option
         .strip_prefix("--")
-        .is_some_and(|long| long_allowed(CLIENT_OPTIONS, long))
+        .is_some_and(|long| long_allowed(SHARED_LONG, long) || long_allowed(CLIENT_ONLY_OPTIONS, long))
         .then_some(())
         .ok_or_else(|| Refusal::Option(option.to_string()))
 }

@@ -19,6 +19,11 @@ use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
 
+#[path = "support/measure.rs"]
+mod measure;
+
+use measure::{Processes, request_delta, requests_by_verb};
+
 const BIN: &str = env!("CARGO_BIN_EXE_dr-syncer-controller");
 const CTL: &str = "bench-ctl";
 const CONCURRENCY: usize = 8;
@@ -85,30 +90,6 @@ async fn apply_all(client: &Client, ns: &str, objects: &[Value], manager: &str, 
 
 async fn apply_one(client: &Client, ns: &str, obj: &Value) {
     apply_all(client, ns, std::slice::from_ref(obj), "bench-setup", 1).await;
-}
-
-/// Requests the API server has served so far, by verb (all resources and subresources).
-async fn requests_by_verb(client: &Client) -> HashMap<String, f64> {
-    let req = http::Request::get("/metrics").body(Vec::new()).unwrap();
-    let text = client.request_text(req).await.unwrap();
-    let mut out = HashMap::new();
-    for line in text.lines().filter(|l| l.starts_with("apiserver_request_total{")) {
-        let verb = line.split("verb=\"").nth(1).and_then(|r| r.split('"').next()).unwrap_or("?");
-        let count = line.rsplit(' ').next().and_then(|c| c.parse::<f64>().ok()).unwrap_or(0.0);
-        *out.entry(verb.to_string()).or_insert(0.0) += count;
-    }
-    out
-}
-
-/// `after - before` per verb, as `VERB n` pairs sorted by verb, zero counts left out.
-fn request_delta(before: &HashMap<String, f64>, after: &HashMap<String, f64>) -> String {
-    let mut verbs: Vec<_> = after
-        .iter()
-        .map(|(verb, n)| (verb.clone(), n - before.get(verb).copied().unwrap_or(0.0)))
-        .filter(|(_, n)| *n >= 1.0)
-        .collect();
-    verbs.sort_by(|a, b| a.0.cmp(&b.0));
-    verbs.iter().map(|(verb, n)| format!("{verb} {n:.0}")).collect::<Vec<_>>().join(", ")
 }
 
 /// Write requests (create, update, patch, apply, delete) the DR API server has served for the replicated kinds.
@@ -319,7 +300,6 @@ async fn settle(client: &Client, ns: &str) {
     .await;
 }
 
-/// The same objects server-side-applied directly into a fresh DR namespace; seconds.
 /// Server-side applies `objects` into the fresh DR namespace `ns`; returns the wall time in seconds.
 async fn direct(dst: &Client, ns: &str, objects: &[Value]) -> f64 {
     create_namespace(dst, ns).await;
@@ -351,50 +331,6 @@ async fn source_objects(src: &Client, ns: &str) -> Vec<Value> {
         }
     }
     out
-}
-
-/// The processes whose CPU time the bench reports: the controller, the bench itself, and each lab cluster's API
-/// server, etcd and controller manager (their PID files are under `$LAB_RUN/<cluster>/`).
-struct Processes {
-    names: Vec<String>,
-    pids: Vec<u32>,
-}
-
-impl Processes {
-    fn of_lab(controller: u32) -> Processes {
-        let mut names = vec!["controller".to_string(), "bench client".to_string()];
-        let mut pids = vec![controller, std::process::id()];
-        let run = std::env::var("LAB_RUN").unwrap_or_default();
-        for cluster in ["source", "dr"] {
-            for part in ["apiserver", "etcd", "kcm"] {
-                let file = Path::new(&run).join(cluster).join(format!("{part}.pid"));
-                if let Some(pid) = std::fs::read_to_string(file).ok().and_then(|t| t.trim().parse().ok()) {
-                    names.push(format!("{cluster} {part}"));
-                    pids.push(pid);
-                }
-            }
-        }
-        Processes { names, pids }
-    }
-
-    /// CPU seconds (user + system) each process has used so far.
-    fn cpu(&self) -> Vec<f64> {
-        self.pids.iter().map(|pid| cpu_seconds(*pid)).collect()
-    }
-
-    fn since(&self, before: &[f64]) -> Vec<f64> {
-        self.cpu().iter().zip(before).map(|(now, then)| now - then).collect()
-    }
-}
-
-/// utime + stime of a process from `/proc/<pid>/stat`, in seconds (clock ticks of 1/100 s).
-fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // Fields after the command (which may contain spaces) start at field 3; utime and stime are fields 14 and 15.
-    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or_default();
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0);
-    (ticks(11) + ticks(12)) / 100.0
 }
 
 /// Sorts `values` and returns the middle one.
