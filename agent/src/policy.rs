@@ -40,6 +40,18 @@ pub struct AuthorizedKey {
     pub not_after: Option<String>,
 }
 
+impl AuthorizedSet {
+    /// Adds `public_key` (an `authorized_keys` line) to `mapping`'s keys, refused after `not_after` (RFC 3339) if
+    /// given.
+    pub fn add(&mut self, mapping: &str, public_key: &str, not_after: Option<&str>) {
+        self.mappings
+            .entry(mapping.to_string())
+            .or_default()
+            .keys
+            .push(AuthorizedKey { public_key: public_key.to_string(), not_after: not_after.map(str::to_string) });
+    }
+}
+
 /// The rsync pods each mapping may reach from this node: mapping identity → `ip:port` addresses.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
@@ -132,12 +144,6 @@ impl Policy {
         }
         let targets = targets.targets.iter().map(|(m, addrs)| (m.clone(), addrs.iter().copied().collect())).collect();
         Ok(Policy { keys, targets })
-    }
-
-    /// The same keys with other targets.
-    pub fn with_targets(&self, targets: &TargetSet) -> Policy {
-        let targets = targets.targets.iter().map(|(m, addrs)| (m.clone(), addrs.iter().copied().collect())).collect();
-        Policy { keys: self.keys.clone(), targets }
     }
 
     /// Which mapping `key` belongs to, at time `now`.

@@ -4,11 +4,7 @@ use crate::keys::{generate, public_from_openssh};
 fn set(entries: &[(&str, &str, Option<&str>)]) -> AuthorizedSet {
     let mut out = AuthorizedSet::default();
     for (mapping, key, not_after) in entries {
-        out.mappings
-            .entry(mapping.to_string())
-            .or_default()
-            .keys
-            .push(AuthorizedKey { public_key: key.to_string(), not_after: not_after.map(str::to_string) });
+        out.add(mapping, key, *not_after);
     }
     out
 }

@@ -22,7 +22,7 @@ use serde_json::{Value, json};
 #[path = "support/measure.rs"]
 mod measure;
 
-use measure::{Processes, request_delta, requests_by_verb};
+use measure::{Processes, median, percentile, request_delta, requests_by_verb};
 
 const BIN: &str = env!("CARGO_BIN_EXE_dr-syncer-controller");
 const CTL: &str = "bench-ctl";
@@ -137,13 +137,6 @@ fn seconds(text: &str) -> f64 {
 fn rss_kib(pid: u32, field: &str) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     status.lines().find(|l| l.starts_with(field)).and_then(|l| l.split_whitespace().nth(1)?.parse().ok()).unwrap_or(0)
-}
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
 }
 
 #[tokio::main]
@@ -331,12 +324,6 @@ async fn source_objects(src: &Client, ns: &str) -> Vec<Value> {
         }
     }
     out
-}
-
-/// Sorts `values` and returns the middle one.
-fn median(values: &mut [f64]) -> f64 {
-    values.sort_by(|a, b| a.total_cmp(b));
-    values[values.len() / 2]
 }
 
 fn num_cpus() -> usize {

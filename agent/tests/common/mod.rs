@@ -11,7 +11,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use dr_syncer_agent::keys::{KeyPair, generate};
-use dr_syncer_agent::policy::{AuthorizedKey, AuthorizedSet, TargetSet};
+use dr_syncer_agent::policy::{AuthorizedSet, TargetSet};
 use dr_syncer_testlab::process::Process;
 
 const AGENT: &str = env!("CARGO_BIN_EXE_dr-syncer-agent");
@@ -216,11 +216,7 @@ impl Drop for Lab {
 fn write_authorized(path: &Path, entries: &[(&str, &str, Option<&str>)]) {
     let mut set = AuthorizedSet::default();
     for (mapping, key, not_after) in entries {
-        set.mappings
-            .entry(mapping.to_string())
-            .or_default()
-            .keys
-            .push(AuthorizedKey { public_key: key.to_string(), not_after: not_after.map(str::to_string) });
+        set.add(mapping, key, *not_after);
     }
     // Written next to it and renamed, as the kubelet swaps a Secret volume's files.
     let temporary = path.with_extension("new");
