@@ -127,7 +127,9 @@ pub const FIELD_MANAGER_STATUS: &str = "dr-syncer-status";
 pub const FIELD_MANAGER_DATA: &str = "dr-syncer-data";
 /// Field manager of `crdgen --apply` and the chart tooling when installing CRDs.
 pub const FIELD_MANAGER_CRDS: &str = "dr-syncer-crds";
-/// Field manager of the controller's leader election when it writes its Lease.
+/// Field manager prefix of the controller's leader election when it writes its Lease. Each replica appends its own
+/// identity (`dr-syncer-leader-election-<identity>`): taking a free Lease is a server-side apply, and only distinct
+/// managers make two replicas' simultaneous applies conflict instead of both succeeding.
 pub const FIELD_MANAGER_LEADER: &str = "dr-syncer-leader-election";
 
 // ---- Leader election -----------------------------------------------------------------------------------------------

@@ -16,6 +16,12 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::error::{Error, with_timeout};
+use crate::reconcile::backoff;
+
+/// First wait before retrying a failed start of the election.
+const START_RETRY_BASE: Duration = Duration::from_secs(1);
+/// Longest wait between retries of a failed start of the election.
+const START_RETRY_MAX: Duration = Duration::from_secs(30);
 
 /// Settings of leader election.
 #[derive(Clone, Debug)]
@@ -109,21 +115,34 @@ pub struct Election {
 }
 
 impl Election {
-    /// Starts competing for the Lease (created when missing).
-    pub async fn start(client: Client, cfg: ElectionConfig, role: RoleCell) -> Result<Self, Error> {
-        let seconds = |d: Duration| d.as_secs().max(1);
-        let manager = LeaseManagerBuilder::new(client.clone(), cfg.lease_name.clone())
-            .with_namespace(cfg.namespace.clone())
-            .with_identity(cfg.identity.clone())
-            .with_duration(seconds(cfg.duration))
-            .with_grace(seconds(cfg.grace))
-            .with_field_manager(dr_syncer_api::constants::FIELD_MANAGER_LEADER)
-            .build()
-            .await
-            .map_err(|e| Error::Leadership { message: format!("cannot use Lease {}: {e}", cfg.lease_name) })?;
+    /// Starts competing for the Lease (created when missing). Reading or creating the Lease is retried with backoff
+    /// (each attempt bounded by the API timeout), so a slow or briefly unreachable API server at start-up delays
+    /// the replica instead of crashing it; `None` when `shutdown` came first.
+    pub async fn start(
+        client: Client,
+        cfg: ElectionConfig,
+        role: RoleCell,
+        shutdown: &CancellationToken,
+    ) -> Option<Self> {
+        let mut failures = 0u32;
+        let manager = loop {
+            let attempt = tokio::time::timeout(cfg.api_timeout, build_manager(&client, &cfg));
+            let error = match attempt.await {
+                Ok(Ok(manager)) => break manager,
+                Ok(Err(e)) => format!("cannot use Lease {}: {e}", cfg.lease_name),
+                Err(_) => format!("reading Lease {} took longer than {:?}", cfg.lease_name, cfg.api_timeout),
+            };
+            failures += 1;
+            let wait = backoff::jittered(START_RETRY_BASE, failures, START_RETRY_MAX);
+            tracing::warn!(%error, failures, retry_in = ?wait, "cannot start leader election yet");
+            tokio::select! {
+                _ = shutdown.cancelled() => return None,
+                _ = tokio::time::sleep(wait) => {}
+            }
+        };
         let (state, task) = manager.watch().await;
         role.set(Role::Standby);
-        Ok(Election { cfg, client, state, task, role })
+        Some(Election { cfg, client, state, task, role })
     }
 
     /// Waits until this replica holds the Lease; `false` when `shutdown` came first.
@@ -188,6 +207,27 @@ impl Election {
     }
 }
 
+/// The field manager of this replica's Lease writes. It must differ per replica: a free Lease is taken with a
+/// server-side apply, and two replicas applying under one manager name would both succeed (the later silently
+/// replacing the earlier holder) instead of one getting a conflict.
+pub fn field_manager(identity: &str) -> String {
+    format!("{}-{identity}", dr_syncer_api::constants::FIELD_MANAGER_LEADER)
+}
+
+async fn build_manager(
+    client: &Client,
+    cfg: &ElectionConfig,
+) -> Result<LeaseManager, kube_lease_manager::LeaseManagerError> {
+    LeaseManagerBuilder::new(client.clone(), cfg.lease_name.clone())
+        .with_namespace(cfg.namespace.clone())
+        .with_identity(cfg.identity.clone())
+        .with_duration(cfg.duration.as_secs().max(1))
+        .with_grace(cfg.grace.as_secs().max(1))
+        .with_field_manager(field_manager(&cfg.identity))
+        .build()
+        .await
+}
+
 /// This replica's identity: `base` (the pod name) plus a random suffix, so a restarted pod is a new holder.
 pub fn identity(base: &str) -> String {
     use rand::RngExt;
@@ -228,6 +268,15 @@ mod tests {
         for (l, want) in cases {
             assert_eq!(judge(&l, "me", now), want, "{l:?}");
         }
+    }
+
+    #[test]
+    fn field_manager_differs_per_replica_when_identities_differ() {
+        let (a, b) = (identity("pod-1"), identity("pod-2"));
+        assert_ne!(field_manager(&a), field_manager(&b));
+        assert!(field_manager(&a).starts_with("dr-syncer-leader-election-pod-1_"));
+        // Field manager names are limited to 128 characters; pod names to 63.
+        assert!(field_manager(&identity(&"p".repeat(63))).len() <= 128);
     }
 
     #[test]

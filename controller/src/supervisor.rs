@@ -39,7 +39,9 @@ pub async fn run(
         return Ok(Ending::Shutdown);
     };
     tracing::info!(lease = %cfg.lease_name, namespace = %cfg.namespace, identity = %cfg.identity, "waiting for leadership");
-    let mut election = Election::start(client, cfg, role.clone()).await?;
+    let Some(mut election) = Election::start(client, cfg, role.clone(), &shutdown).await else {
+        return Ok(Ending::Shutdown);
+    };
     if !election.acquired(&shutdown).await? {
         election.release(RELEASE_GRACE).await;
         return Ok(Ending::Shutdown);
