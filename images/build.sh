@@ -2,7 +2,7 @@
 # build.sh [OUT_DIR]: the dr-syncer container images, from the release binaries, without a registry or a daemon.
 #
 #   localhost/dr-syncer/controller:<tag>   the operator (dr-syncer-controller), user 65532
-#   localhost/dr-syncer/rsync:<tag>        the data path's tools: rsync and the OpenSSH client
+#   localhost/dr-syncer/agent:<tag>        dr-syncer-agent (bastion, rsync pod server) with rsync and the OpenSSH client
 #
 # Every image is the minimal Debian root filesystem of rootfs.sh plus its binaries, packed by mkimage.sh as an image
 # archive (OUT_DIR/<name>.tar, default target/images). The tag is the workspace version plus the first 10 hex digits
@@ -14,12 +14,12 @@ OUT=$(realpath -m "${1:-target/images}")
 TARGET=${CARGO_TARGET_DIR:-target}
 PREFIX=${IMAGE_PREFIX:-localhost/dr-syncer}
 mkdir -p "$OUT"
-cargo build --release -q -p dr-syncer-controller
+cargo build --release -q -p dr-syncer-controller -p dr-syncer-agent
 ROOTFS=$(images/rootfs.sh)
 BIN=$TARGET/release
 VERSION=$(cargo metadata --no-deps --format-version 1 | python3 -c \
   'import json,sys; print(next(p["version"] for p in json.load(sys.stdin)["packages"] if p["name"]=="dr-syncer-controller"))')
-HASH=$(cat "$BIN/dr-syncer-controller" "$ROOTFS.complete" images/*.sh | sha256sum | cut -c1-10)
+HASH=$(cat "$BIN/dr-syncer-controller" "$BIN/dr-syncer-agent" "$ROOTFS.complete" images/*.sh | sha256sum | cut -c1-10)
 TAG=${IMAGE_TAG:-$VERSION-$HASH}
 
 W=$(mktemp -d "${TMPDIR:-/tmp}/dr-syncer-images.XXXXXX")
@@ -35,5 +35,5 @@ image() {
   printf '%-48s %s (%s MB)\n' "$PREFIX/$name:$TAG" "$OUT/$name.tar" "$(($(stat -c %s "$OUT/$name.tar") / 1048576))"
 }
 image controller '["/usr/local/bin/dr-syncer-controller"]' 65532:65532 dr-syncer-controller
-image rsync '["/usr/bin/rsync"]' "" 
+image agent '["/usr/local/bin/dr-syncer-agent"]' 65532:65532 dr-syncer-agent
 echo "$TAG" >"$OUT/tag"

@@ -6,6 +6,7 @@ pub mod error;
 pub mod keys;
 pub mod metrics;
 pub mod policy;
+pub mod policy_secret;
 pub mod reload;
 pub mod rsync_args;
 pub mod serve;

@@ -9,6 +9,8 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use dr_syncer_agent::bastion::Bastion;
 use dr_syncer_agent::metrics::{AgentMetrics, serve_http};
+use dr_syncer_agent::policy::Policy;
+use dr_syncer_agent::policy_secret::{Nodes, PolicySecret, watch_secret};
 use dr_syncer_agent::reload::{PolicyFiles, watch_files};
 use dr_syncer_agent::serve::RsyncServer;
 use dr_syncer_agent::{keys, ssh};
@@ -34,13 +36,23 @@ enum Command {
         /// OpenSSH Ed25519 private host key (pinned by every client).
         #[arg(long)]
         host_key: PathBuf,
-        /// JSON authorized set: mapping → public keys (written by the controller).
-        #[arg(long)]
-        authorized: PathBuf,
-        /// JSON target set: mapping → addresses of its rsync pods on this node.
-        #[arg(long)]
-        targets: PathBuf,
-        /// How often the authorized set and targets are checked for changes.
+        /// In a cluster: the policy Secret the controller writes, as NAMESPACE/NAME, watched through the API (the
+        /// pod's service account needs get/list/watch on it). Instead of `--authorized` and `--targets`.
+        #[arg(long, conflicts_with_all = ["authorized", "targets"], required_unless_present = "authorized")]
+        policy_secret: Option<String>,
+        /// This node's name (only its targets are read from the policy Secret).
+        #[arg(long, env = dr_syncer_api::agent::ENV_NODE_NAME, requires = "policy_secret")]
+        node_name: Option<String>,
+        /// Relay to the mapping's rsync pods on every node (the agents are behind a Service), not only this one's.
+        #[arg(long, requires = "policy_secret")]
+        all_nodes: bool,
+        /// Outside a cluster: JSON authorized set, mapping → public keys.
+        #[arg(long, requires = "targets")]
+        authorized: Option<PathBuf>,
+        /// Outside a cluster: JSON target set, mapping → addresses of its rsync pods on this node.
+        #[arg(long, requires = "authorized")]
+        targets: Option<PathBuf>,
+        /// How often the `--authorized` and `--targets` files are checked for changes.
         #[arg(long, default_value = "1s", value_parser = humantime_duration)]
         reload_interval: Duration,
         /// Address of `/metrics` and `/healthz`; none when empty.
@@ -103,12 +115,37 @@ async fn main() -> anyhow::Result<()> {
     info!(addr = %socket.local_addr().context("listener address")?, "listening for SSH");
     let config = ssh::server_config(host_key);
     let result = match cli.command {
-        Command::Bastion { authorized, targets, reload_interval, .. } => {
-            let files = PolicyFiles { authorized, targets };
-            let (policy, raw) = files.load()?;
-            info!(keys = policy.key_count(), "policy loaded");
-            let (sender, receiver) = tokio::sync::watch::channel(Arc::new(policy));
-            tokio::spawn(watch_files(files, raw, sender, metrics.clone(), reload_interval, stop.clone()));
+        Command::Bastion { policy_secret, node_name, all_nodes, authorized, targets, reload_interval, .. } => {
+            let receiver = match (policy_secret, authorized, targets) {
+                (Some(secret), _, _) => {
+                    let (namespace, name) = secret
+                        .split_once('/')
+                        .with_context(|| format!("--policy-secret {secret:?} is not NAMESPACE/NAME"))?;
+                    let nodes = match (all_nodes, node_name) {
+                        (true, _) => Nodes::All,
+                        (false, Some(node)) => Nodes::One(node),
+                        (false, None) => {
+                            anyhow::bail!("--policy-secret needs --node-name (or NODE_NAME) or --all-nodes")
+                        }
+                    };
+                    let client = kube::Client::try_default().await.context("Kubernetes client")?;
+                    let source = PolicySecret { namespace: namespace.into(), name: name.into(), nodes };
+                    info!(secret = %secret, nodes = ?source.nodes, "watching the policy Secret");
+                    // Nobody is accepted until the Secret has been read.
+                    let (sender, receiver) = tokio::sync::watch::channel(Arc::new(Policy::default()));
+                    tokio::spawn(watch_secret(client, source, sender, metrics.clone(), stop.clone()));
+                    receiver
+                }
+                (None, Some(authorized), Some(targets)) => {
+                    let files = PolicyFiles { authorized, targets };
+                    let (policy, raw) = files.load()?;
+                    info!(keys = policy.key_count(), "policy loaded");
+                    let (sender, receiver) = tokio::sync::watch::channel(Arc::new(policy));
+                    tokio::spawn(watch_files(files, raw, sender, metrics.clone(), reload_interval, stop.clone()));
+                    receiver
+                }
+                _ => anyhow::bail!("give --policy-secret, or both --authorized and --targets"),
+            };
             serve_ssh(Bastion { policy: receiver, metrics }, config, socket).await
         }
         Command::Serve { authorized_keys, root, rsync, .. } => {

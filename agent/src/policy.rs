@@ -18,6 +18,7 @@ use crate::keys;
 #[serde(rename_all = "camelCase")]
 pub struct AuthorizedSet {
     /// Mapping identity (the rsync pods' mapping label value) → its keys.
+    #[serde(default)]
     pub mappings: BTreeMap<String, MappingKeys>,
 }
 
@@ -57,6 +58,7 @@ impl AuthorizedSet {
 #[serde(rename_all = "camelCase")]
 pub struct TargetSet {
     /// Mapping identity → addresses of its rsync pods on this node.
+    #[serde(default)]
     pub targets: BTreeMap<String, Vec<SocketAddr>>,
 }
 

@@ -10,6 +10,7 @@
 //! Field names, types and defaults match the earlier Go operator so its manifests apply unchanged.
 //! [`constants`] names every label, annotation, finalizer and field manager.
 
+pub mod agent;
 pub mod cluster_mapping;
 pub mod common;
 pub mod constants;

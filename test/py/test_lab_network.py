@@ -24,7 +24,7 @@ class Network(unittest.TestCase):
         cls.src, cls.dr = lab_kubeconfig("source"), lab_kubeconfig("dr")
         for k in (cls.src, cls.dr):
             namespace(k)
-        rsync = image("rsync")
+        rsync = image("agent")
         # A server on the dr node's hostPort, and a client pod in source.
         apply(f"""
 apiVersion: v1
