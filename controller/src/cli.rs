@@ -8,6 +8,9 @@ use clap::{Parser, ValueEnum};
 
 use crate::error::Error;
 
+/// The agent image when neither `--agent-image` nor the RemoteCluster names one: `make images` builds it.
+pub const DEFAULT_AGENT_IMAGE: &str = concat!("localhost/dr-syncer/agent:", env!("CARGO_PKG_VERSION"));
+
 /// Log line format.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
@@ -67,6 +70,11 @@ pub struct Args {
     /// Objects one sync writes or deletes at once.
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=256))]
     pub sync_concurrency: u16,
+
+    /// Image of the PVC data-sync agent installed in source clusters (a RemoteCluster's `spec.pvcSync.image`
+    /// overrides its parts).
+    #[arg(long, env = "AGENT_IMAGE", default_value = DEFAULT_AGENT_IMAGE)]
+    pub agent_image: String,
 
     /// Only manage dr-syncer resources in this namespace (default: every namespace).
     #[arg(long, env = "WATCH_NAMESPACE")]

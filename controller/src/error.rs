@@ -87,6 +87,23 @@ pub enum Error {
         /// What went wrong.
         message: String,
     },
+    /// The source cluster already runs agents installed for another RemoteCluster.
+    #[error(
+        "the agents in this cluster belong to RemoteCluster {owner}; only one RemoteCluster per cluster may enable pvcSync"
+    )]
+    AgentOwnedByAnother {
+        /// `namespace/name` of the RemoteCluster that installed them.
+        owner: String,
+    },
+    /// An SSH key could not be generated, read or parsed.
+    #[error("SSH key {what}: {source}")]
+    Key {
+        /// Which key.
+        what: String,
+        /// What was wrong with it.
+        #[source]
+        source: dr_syncer_agent::error::Error,
+    },
     /// Logging could not be set up.
     #[error("cannot set up logging: {message}")]
     Logging {
@@ -112,6 +129,8 @@ impl Error {
             Error::Incomplete { .. } => "IncompleteObject",
             Error::Cleanup { .. } => "CleanupIncomplete",
             Error::Leadership { .. } => "LeaderElectionError",
+            Error::AgentOwnedByAnother { .. } => "AgentOwnedByAnother",
+            Error::Key { .. } => "InvalidKey",
         }
     }
 }

@@ -3,6 +3,7 @@
 //! It connects to the cluster holding the dr-syncer resources, checks that the CRDs are installed and Established,
 //! and serves `/healthz`, `/readyz` and `/metrics`. The reconcilers and the sync engine build on this.
 
+pub mod agent;
 pub mod build;
 pub mod caches;
 pub mod cli;

@@ -62,6 +62,7 @@ async fn main() -> anyhow::Result<()> {
             health_interval: args.health_check_interval,
             sync_concurrency: usize::from(args.sync_concurrency),
             namespace: args.namespace.clone().filter(|n| !n.is_empty()),
+            agent_image: args.agent_image.clone(),
             ..Settings::default()
         },
         caches,

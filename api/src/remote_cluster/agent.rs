@@ -98,9 +98,42 @@ pub struct AgentSshSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(extend("default" = DEFAULT_AGENT_SSH_PORT), range(min = 1, max = 65535))]
     pub port: Option<i32>,
-    /// Secret with the agent's SSH keys. Default: a Secret generated per RemoteCluster.
+    /// Secret with the agent's Ed25519 SSH host key (OpenSSH PEM under `ssh_host_ed25519_key`), in the
+    /// controller's cluster. Default: a Secret `<remotecluster>-agent-host-key` generated next to the
+    /// RemoteCluster. Every client pins this key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key_secret_ref: Option<NamespacedSecretRef>,
+    /// Expose the agents through a Service instead of each node's hostPort, for DR clusters that cannot reach the
+    /// source cluster's node addresses. Each agent then relays to the mapping's rsync pods on any node.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<AgentServiceSpec>,
+}
+
+/// A Service in front of the agents.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AgentServiceSpec {
+    /// `NodePort` or `LoadBalancer`.
+    #[serde(rename = "type")]
+    pub type_: AgentServiceType,
+    /// Node port to use with type NodePort. Default: one assigned by the cluster.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 65535))]
+    pub node_port: Option<i32>,
+    /// Annotations on the Service, for example a cloud load balancer's settings.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub annotations: Option<BTreeMap<String, String>>,
+}
+
+/// How the agent Service is exposed.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[schemars(transform = crate::common::field_docs_only)]
+pub enum AgentServiceType {
+    /// A port on every node.
+    #[default]
+    NodePort,
+    /// A cloud load balancer.
+    LoadBalancer,
 }
 
 /// A reference to a Secret by name and namespace.

@@ -49,6 +49,13 @@ pub struct PvcSyncStatus {
     /// PVC data copies from this cluster that failed since the last success.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failed_syncs: Option<i32>,
+    /// SHA-256 fingerprint of the agents' SSH host key, which every client pins (compare with the agent log line
+    /// "host key loaded").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_key_fingerprint: Option<String>,
+    /// The agent image deployed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_image: Option<String>,
     /// Human-readable detail.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,

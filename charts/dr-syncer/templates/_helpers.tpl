@@ -45,3 +45,8 @@ app.kubernetes.io/component: controller
 {{- define "dr-syncer.image" -}}
 {{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
 {{- end }}
+
+{{/* The PVC data-sync agent image reference (its tag defaults to the controller's). */}}
+{{- define "dr-syncer.agentImage" -}}
+{{- printf "%s:%s" .Values.agent.image.repository (default (default .Chart.AppVersion .Values.image.tag) .Values.agent.image.tag) }}
+{{- end }}

@@ -23,6 +23,8 @@ pub struct Settings {
     pub sync_concurrency: usize,
     /// Only reconcile dr-syncer resources in this namespace (`None`: every namespace).
     pub namespace: Option<String>,
+    /// Image of the PVC data-sync agent.
+    pub agent_image: String,
 }
 
 impl Default for Settings {
@@ -34,6 +36,7 @@ impl Default for Settings {
             base_backoff: Duration::from_secs(1),
             sync_concurrency: 8,
             namespace: None,
+            agent_image: crate::cli::DEFAULT_AGENT_IMAGE.to_string(),
         }
     }
 }

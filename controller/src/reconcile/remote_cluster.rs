@@ -19,6 +19,7 @@ use super::backoff;
 use super::conditions::{self, Desired, FALSE, TRUE, UNKNOWN};
 use super::context::Context;
 use super::events::Severity;
+use crate::agent::{self, status::AgentOutcome};
 use crate::clusters::{self, registry};
 use crate::error::Error;
 
@@ -30,6 +31,8 @@ pub const KUBECONFIG_VALID: &str = "KubeconfigValid";
 pub const CLUSTER_AVAILABLE: &str = "ClusterAvailable";
 /// Condition: `defaultSchedule` is a valid cron expression (or unset).
 pub const SCHEDULE_VALID: &str = "ScheduleValid";
+/// How soon agents that are not ready yet are looked at again.
+const AGENT_RECHECK: Duration = Duration::from_secs(5);
 /// `status.health` values.
 pub const HEALTHY: &str = "Healthy";
 /// `status.health` when the cluster cannot be used.
@@ -74,11 +77,15 @@ impl Outcome {
 pub fn plan_status(
     previous: &RemoteClusterStatus,
     outcome: &Outcome,
+    agents: Option<&AgentOutcome>,
     schedule_problem: Option<String>,
     generation: Option<i64>,
     now: &Time,
 ) -> RemoteClusterStatus {
     let mut status = previous.clone();
+    if let Some(agents) = agents {
+        agent::status::fold(&mut status.pvc_sync, &mut status.conditions, agents, generation, now);
+    }
     let conds = &mut status.conditions;
     let mut set = |type_, status, reason: &str, message: String| {
         conditions::set(conds, Desired { type_, status, reason, message }, generation, now)
@@ -138,6 +145,7 @@ async fn reconcile(rc: Arc<RemoteCluster>, state: Arc<State>) -> Result<Action, 
     let ns = rc.namespace().ok_or(Error::Incomplete { what: "namespace" })?;
     let key = registry::key(&rc);
     sweep(&state);
+    let mut agents = None;
     let outcome = match ctx.registry.connect(&ctx.client, &rc, ctx.settings.api_timeout).await {
         Err(e) if e.is_unavailable() => {
             Outcome::SecretUnavailable { reason: e.reason().into(), message: e.to_string() }
@@ -145,6 +153,10 @@ async fn reconcile(rc: Arc<RemoteCluster>, state: Arc<State>) -> Result<Action, 
         Err(e) => Outcome::KubeconfigInvalid { reason: e.reason().into(), message: e.to_string() },
         Ok(conn) => {
             let result = clusters::probe(&conn, ctx.settings.api_timeout).await;
+            if result.is_ok() {
+                let (image, timeout) = (&ctx.settings.agent_image, ctx.settings.api_timeout);
+                agents = Some(agent::reconcile(&ctx.client, &conn.client, &rc, image, timeout).await);
+            }
             Outcome::Probed { server: conn.server.clone(), insecure_requested: conn.insecure_requested, result }
         }
     };
@@ -154,7 +166,8 @@ async fn reconcile(rc: Arc<RemoteCluster>, state: Arc<State>) -> Result<Action, 
         .as_deref()
         .and_then(|s| validation::parse_cron(s).err().map(|e| format!("defaultSchedule: {e}")));
     let previous = rc.status.clone().unwrap_or_default();
-    let status = plan_status(&previous, &outcome, schedule_problem, rc.meta().generation, &conditions::now());
+    let status =
+        plan_status(&previous, &outcome, agents.as_ref(), schedule_problem, rc.meta().generation, &conditions::now());
     if status != previous {
         let api: Api<RemoteCluster> = Api::namespaced(ctx.client.clone(), &ns);
         super::status::apply(&api, &rc, &status, ctx.settings.api_timeout).await?;
@@ -173,7 +186,11 @@ async fn reconcile(rc: Arc<RemoteCluster>, state: Arc<State>) -> Result<Action, 
         }
     };
     if failures == 0 {
-        return Ok(Action::requeue(ctx.settings.health_interval));
+        // Agents rolling out or failing are looked at again soon; their cluster is not watched.
+        let unsettled = agents.as_ref().is_some_and(AgentOutcome::unsettled);
+        let next =
+            if unsettled { AGENT_RECHECK.min(ctx.settings.health_interval) } else { ctx.settings.health_interval };
+        return Ok(Action::requeue(next));
     }
     Ok(Action::requeue(backoff::jittered(ctx.settings.base_backoff, failures, backoff::MAX_BACKOFF)))
 }
@@ -263,13 +280,13 @@ mod tests {
     fn plan_status_reports_each_failure_on_its_condition() {
         let prev = RemoteClusterStatus::default();
         let missing = Outcome::SecretUnavailable { reason: "SecretNotFound".into(), message: "m".into() };
-        let s = plan_status(&prev, &missing, None, Some(1), &now());
+        let s = plan_status(&prev, &missing, None, None, Some(1), &now());
         assert_eq!(reason(&s, KUBECONFIG_AVAILABLE), ("False".into(), "SecretNotFound".into()));
         assert_eq!(s.health.as_deref(), Some(UNHEALTHY));
         assert!(s.last_sync_time.is_none());
 
         let invalid = Outcome::KubeconfigInvalid { reason: "ExecPluginNotAllowed".into(), message: "m".into() };
-        let s = plan_status(&prev, &invalid, None, Some(1), &now());
+        let s = plan_status(&prev, &invalid, None, None, Some(1), &now());
         assert_eq!(reason(&s, KUBECONFIG_VALID), ("False".into(), "ExecPluginNotAllowed".into()));
 
         let down = Outcome::Probed {
@@ -277,7 +294,7 @@ mod tests {
             insecure_requested: false,
             result: Err(("Unreachable".into(), "refused".into())),
         };
-        let s = plan_status(&prev, &down, Some("bad".into()), Some(1), &now());
+        let s = plan_status(&prev, &down, None, Some("bad".into()), Some(1), &now());
         assert_eq!(reason(&s, CLUSTER_AVAILABLE), ("False".into(), "Unreachable".into()));
         assert_eq!(reason(&s, SCHEDULE_VALID), ("False".into(), "InvalidSchedule".into()));
     }
@@ -285,7 +302,7 @@ mod tests {
     #[test]
     fn plan_status_marks_healthy_and_flags_insecure_when_reachable() {
         let up = Outcome::Probed { server: "https://h".into(), insecure_requested: true, result: Ok("v1.20.2".into()) };
-        let s = plan_status(&RemoteClusterStatus::default(), &up, None, Some(3), &now());
+        let s = plan_status(&RemoteClusterStatus::default(), &up, None, None, Some(3), &now());
         assert_eq!(s.health.as_deref(), Some(HEALTHY));
         assert_eq!(s.last_sync_time, Some(now()));
         assert_eq!(s.observed_generation, Some(3));

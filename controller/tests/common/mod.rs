@@ -60,6 +60,7 @@ impl Env {
             api_timeout: Duration::from_secs(10),
             health_interval: Duration::from_secs(5),
             namespace: Some(ctl.name().to_string()),
+            agent_image: dr_syncer_testlab::images::try_image("agent").unwrap_or(Settings::default().agent_image),
             ..Settings::default()
         };
         let ctx = Context {

@@ -16,6 +16,7 @@
 
 mod cluster;
 pub mod crds;
+pub mod images;
 pub mod manifests;
 mod namespace;
 pub mod process;

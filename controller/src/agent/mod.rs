@@ -1,0 +1,81 @@
+//! The PVC data-sync agents of source clusters: planning their objects, installing and upgrading them through a
+//! RemoteCluster's client, and reporting their state.
+
+pub mod host_key;
+pub mod install;
+pub mod manifests;
+pub mod status;
+
+use std::time::Duration;
+
+use dr_syncer_api::RemoteCluster;
+use kube::{Client, ResourceExt};
+
+use crate::error::Error;
+use status::AgentOutcome;
+
+/// `namespace/name` of a RemoteCluster: the owner mark on its agents.
+pub fn owner(rc: &RemoteCluster) -> String {
+    format!("{}/{}", rc.namespace().unwrap_or_default(), rc.name_any())
+}
+
+/// Whether `rc` asks for agents.
+pub fn enabled(rc: &RemoteCluster) -> bool {
+    rc.spec.pvc_sync.as_ref().and_then(|p| p.enabled).unwrap_or(false)
+}
+
+/// Installs, upgrades or removes the agents of `rc` in its cluster (`remote`), as its spec asks, and reads back
+/// how they run. `local` is the controller's own cluster, where the host key is kept.
+pub async fn reconcile(
+    local: &Client,
+    remote: &Client,
+    rc: &RemoteCluster,
+    default_image: &str,
+    timeout: Duration,
+) -> AgentOutcome {
+    let owner = owner(rc);
+    if !enabled(rc) {
+        // Only a RemoteCluster whose status shows agents has anything to remove; the others make no calls.
+        if rc.status.as_ref().is_none_or(|s| s.pvc_sync.is_none()) {
+            return AgentOutcome::Disabled;
+        }
+        return match install::uninstall(remote, &owner, timeout).await {
+            Ok(_) => AgentOutcome::Removed,
+            Err(e) => failed(&e),
+        };
+    }
+    match install_and_read(local, remote, rc, &owner, default_image, timeout).await {
+        Ok(outcome) => outcome,
+        Err(e) => failed(&e),
+    }
+}
+
+async fn install_and_read(
+    local: &Client,
+    remote: &Client,
+    rc: &RemoteCluster,
+    owner: &str,
+    default_image: &str,
+    timeout: Duration,
+) -> Result<AgentOutcome, Error> {
+    let key = host_key::ensure(local, rc, timeout).await?;
+    let spec = rc.spec.pvc_sync.clone().unwrap_or_default();
+    let name = rc.name_any();
+    let input = manifests::AgentInput {
+        owner: owner.to_string(),
+        remote_cluster: &name,
+        spec: &spec,
+        default_image,
+        host_key_pem: &key.private_openssh,
+        host_key_fingerprint: &key.fingerprint,
+    };
+    let plan = manifests::plan(&input)?;
+    install::install(remote, &plan, owner, timeout).await?;
+    let observed = install::read(remote, timeout).await?;
+    Ok(AgentOutcome::Installed { observed, fingerprint: key.fingerprint.clone(), image: plan.image.clone() })
+}
+
+fn failed(e: &Error) -> AgentOutcome {
+    tracing::warn!(error = %e, reason = e.reason(), "agents not installed");
+    AgentOutcome::Failed { reason: e.reason().to_string(), message: e.to_string() }
+}

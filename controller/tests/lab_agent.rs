@@ -1,0 +1,172 @@
+//! The agents in a real source cluster: enabling `pvcSync` on a RemoteCluster installs the bastion DaemonSet
+//! (non-root, read-only, no host access) with a host key the controller keeps and reports; the real OpenSSH client
+//! pins that key; the bastion follows its policy Secret through the API (a key added there authenticates, a
+//! forward is allowed only to a listed address, refusals are logged with the key's fingerprint); a second
+//! RemoteCluster cannot take the agents over; disabling `pvcSync` removes them.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use common::{Env, remote_cluster};
+use dr_syncer_agent::keys;
+use dr_syncer_api::agent::{
+    AGENT_NAME, AGENT_NAMESPACE, AGENT_POLICY_SECRET, POLICY_AUTHORIZED_KEY, policy_targets_key,
+};
+use dr_syncer_api::remote_cluster::PvcSyncStatus;
+use dr_syncer_controller::agent::host_key;
+use dr_syncer_testlab::eventually_async;
+use k8s_openapi::api::apps::v1::DaemonSet;
+use k8s_openapi::api::core::v1::{Node, Pod, Secret};
+use kube::api::{DeleteParams, ListParams, LogParams, Patch, PatchParams};
+use kube::{Api, Client};
+use serde_json::json;
+
+const WAIT: Duration = Duration::from_secs(120);
+
+async fn pvc_sync_status(env: &Env, name: &str) -> Option<PvcSyncStatus> {
+    env.remote_clusters().get(name).await.ok()?.status?.pvc_sync
+}
+
+async fn enable(env: &Env, name: &str, enabled: bool) {
+    let mut rc = remote_cluster(name, "source-kubeconfig");
+    rc["spec"]["pvcSync"] = json!({"enabled": enabled});
+    env.apply_ctl(&rc).await;
+}
+
+/// Removes agents a crashed earlier run left behind (they would belong to a control namespace that is gone).
+async fn remove_leftovers(source: &Client) {
+    let ds: Api<DaemonSet> = Api::namespaced(source.clone(), AGENT_NAMESPACE);
+    let _ = ds.delete(AGENT_NAME, &DeleteParams::default()).await;
+    let secrets: Api<Secret> = Api::namespaced(source.clone(), AGENT_NAMESPACE);
+    let _ = secrets.delete(AGENT_POLICY_SECRET, &DeleteParams::default()).await;
+}
+
+async fn node_ip(client: &Client) -> (String, String) {
+    let nodes: Api<Node> = Api::all(client.clone());
+    let node = nodes.list(&ListParams::default()).await.unwrap().items.remove(0);
+    let ip = node.status.unwrap().addresses.unwrap().into_iter().find(|a| a.type_ == "InternalIP").unwrap().address;
+    (node.metadata.name.unwrap(), ip)
+}
+
+/// Runs the OpenSSH client against the bastion with `key` and a known_hosts pinning `host_public`; returns
+/// (exit code, stdout, stderr).
+fn ssh(
+    dir: &Path,
+    ip: &str,
+    key: &keys::KeyPair,
+    host_public: &str,
+    options: &[&str],
+    command: &[&str],
+) -> (i32, String, String) {
+    let key_path = dir.join("id");
+    std::fs::write(&key_path, key.private_openssh.as_bytes()).unwrap();
+    std::fs::set_permissions(&key_path, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let known = dir.join("known_hosts");
+    std::fs::write(&known, format!("[{ip}]:2222 {host_public}\n")).unwrap();
+    let out = Command::new("ssh")
+        .args(["-F", "/dev/null", "-p", "2222", "-i"])
+        .arg(&key_path)
+        .args(["-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes", "-o", "IdentitiesOnly=yes"])
+        .args(["-o", "ConnectTimeout=10", "-o"])
+        .arg(format!("UserKnownHostsFile={}", known.display()))
+        .args(options)
+        .arg(format!("dr-syncer@{ip}"))
+        .args(command)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("ssh");
+    let text = |b: &[u8]| String::from_utf8_lossy(b).to_string();
+    (out.status.code().unwrap_or(-1), text(&out.stdout), text(&out.stderr))
+}
+
+#[tokio::test]
+async fn agents_install_with_a_pinned_host_key_and_follow_their_policy_secret() {
+    let env = Env::start("lab-agent").await;
+    remove_leftovers(&env.source_client).await;
+    enable(&env, "source", true).await;
+    let status = eventually_async("agents Ready", WAIT, || async {
+        let s = pvc_sync_status(&env, "source").await.ok_or("no pvcSync status")?;
+        if s.phase.as_deref() == Some("Ready") { Ok(s) } else { Err(format!("{s:?}")) }
+    })
+    .await;
+
+    // The fingerprint in status is the controller's own copy of the key.
+    let secrets: Api<Secret> = Api::namespaced(env.dr_client.clone(), env.ctl.name());
+    let held = secrets.get(&host_key::generated_secret_name("source")).await.unwrap();
+    let host = host_key::from_secret(&held, "host key").unwrap();
+    assert_eq!(status.host_key_fingerprint.as_deref(), Some(host.fingerprint.as_str()));
+    let rc = env.remote_clusters().get("source").await.unwrap();
+    let ready = rc.status.unwrap().conditions.into_iter().find(|c| c.type_ == "AgentsReady").unwrap();
+    assert_eq!((ready.status.as_str(), ready.reason.as_str()), ("True", "Ready"));
+
+    // The DaemonSet runs without privileges, as the plan says.
+    let ds: Api<DaemonSet> = Api::namespaced(env.source_client.clone(), AGENT_NAMESPACE);
+    let pod_spec = ds.get(AGENT_NAME).await.unwrap().spec.unwrap().template.spec.unwrap();
+    assert_ne!(pod_spec.host_network, Some(true));
+    let sc = pod_spec.containers[0].security_context.clone().unwrap();
+    assert_eq!((sc.read_only_root_filesystem, sc.privileged), (Some(true), Some(false)));
+
+    let dir = std::env::temp_dir().join(dr_syncer_testlab::unique_name("lab-agent-ssh"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (node, ip) = node_ip(&env.source_client).await;
+    let client_key = keys::generate("lab-agent-client").unwrap();
+    // A wrong pinned key is refused by the client; the right one gets as far as authentication.
+    let other = keys::generate("impostor").unwrap();
+    let (code, _, err) = ssh(&dir, &ip, &client_key, &other.public_openssh, &[], &["true"]);
+    assert!(code == 255 && err.contains("Host key verification failed"), "{code}: {err}");
+    let (code, _, err) = ssh(&dir, &ip, &client_key, &host.public_openssh, &[], &["true"]);
+    assert!(code == 255 && err.contains("Permission denied (publickey)"), "{code}: {err}");
+
+    // Authorize the key for mapping "m" with one target: the agent pod's own SSH port.
+    let pods: Api<Pod> = Api::namespaced(env.source_client.clone(), AGENT_NAMESPACE);
+    let agent = pods.list(&ListParams::default().labels(&format!("app={AGENT_NAME}"))).await.unwrap().items.remove(0);
+    let agent_ip = agent.status.clone().unwrap().pod_ip.unwrap();
+    let policy: Api<Secret> = Api::namespaced(env.source_client.clone(), AGENT_NAMESPACE);
+    let authorized = json!({"mappings": {"m": {"keys": [{"publicKey": client_key.public_openssh}]}}}).to_string();
+    let targets = json!({"targets": {"m": [format!("{agent_ip}:2222")]}}).to_string();
+    let patch = json!({"stringData": {POLICY_AUTHORIZED_KEY: authorized, policy_targets_key(&node): targets}});
+    policy.patch(AGENT_POLICY_SECRET, &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap();
+
+    // The listed address is relayed (its SSH banner comes back); any other is refused after authentication.
+    let allowed = format!("{agent_ip}:2222");
+    let out = eventually_async("relay to the listed target", Duration::from_secs(30), || async {
+        let (code, out, err) = ssh(&dir, &ip, &client_key, &host.public_openssh, &["-W", &allowed], &[]);
+        if out.starts_with("SSH-2.0-") { Ok(out) } else { Err(format!("{code}: {out} {err}")) }
+    })
+    .await;
+    assert!(out.starts_with("SSH-2.0-"));
+    let (code, _, err) = ssh(&dir, &ip, &client_key, &host.public_openssh, &["-W", "10.88.0.250:2222"], &[]);
+    assert!(code == 255 && err.contains("administratively prohibited"), "{code}: {err}");
+    let (code, _, err) = ssh(&dir, &ip, &client_key, &host.public_openssh, &[], &["true"]);
+    assert_eq!(code, 255, "a session (exec) is refused: {err}");
+    let log = pods.logs(&agent.metadata.name.clone().unwrap(), &LogParams::default()).await.unwrap();
+    assert!(log.contains(&client_key.fingerprint) && log.contains("TargetNotAllowed"), "{log}");
+
+    // Another RemoteCluster for the same cluster cannot take the agents over.
+    enable(&env, "source-b", true).await;
+    let detail = eventually_async("source-b refused", WAIT, || async {
+        let rc = env.remote_clusters().get("source-b").await.map_err(|e| e.to_string())?;
+        let c = rc.status.and_then(|s| s.conditions.into_iter().find(|c| c.type_ == "AgentsReady"));
+        match c {
+            Some(c) if c.reason == "AgentOwnedByAnother" => Ok(c.message),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    assert!(detail.contains(&format!("{}/source", env.ctl.name())), "{detail}");
+    let _ = std::fs::remove_dir_all(&dir);
+    env.remote_clusters().delete("source-b", &DeleteParams::default()).await.unwrap();
+
+    // Turning pvcSync off removes the agents and their status.
+    enable(&env, "source", false).await;
+    eventually_async("agents removed", WAIT, || async {
+        let gone = ds.get_opt(AGENT_NAME).await.map_err(|e| e.to_string())?.is_none();
+        let cleared = pvc_sync_status(&env, "source").await.is_none();
+        if gone && cleared { Ok(()) } else { Err(format!("DaemonSet gone: {gone}, status cleared: {cleared}")) }
+    })
+    .await;
+}
