@@ -116,6 +116,8 @@ pub const ANNOTATION_MAPPING: &str = "dr-syncer.io/mapping";
 
 /// Finalizer on a NamespaceMapping: cleans up its DR objects per `cleanupPolicy` before it goes away.
 pub const FINALIZER_NAMESPACE_MAPPING: &str = "dr-syncer.io/cleanup-namespacemapping";
+/// Finalizer on a RemoteCluster that installed PVC data-sync agents: removes them from its cluster first.
+pub const FINALIZER_REMOTE_CLUSTER: &str = "dr-syncer.io/cleanup-agents";
 
 // ---- Server-side-apply field managers (one per component) ----------------------------------------------------------
 
@@ -179,6 +181,7 @@ mod tests {
             LABEL_PVC_NAME,
             LABEL_KEY_TYPE,
             FINALIZER_NAMESPACE_MAPPING,
+            FINALIZER_REMOTE_CLUSTER,
             ANNOTATION_ORIGINAL_SUSPEND,
             ANNOTATION_ORIGINAL_PARALLELISM,
             ANNOTATION_ORIGINAL_NODE_SELECTOR,

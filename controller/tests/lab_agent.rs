@@ -159,7 +159,16 @@ async fn agents_install_with_a_pinned_host_key_and_follow_their_policy_secret() 
     .await;
     assert!(detail.contains(&format!("{}/source", env.ctl.name())), "{detail}");
     let _ = std::fs::remove_dir_all(&dir);
+    // Its finalizer does not hold its deletion: it removes only agents it owns, and owns none.
     env.remote_clusters().delete("source-b", &DeleteParams::default()).await.unwrap();
+    eventually_async("source-b deleted", WAIT, || async {
+        match env.remote_clusters().get_opt("source-b").await.map_err(|e| e.to_string())? {
+            None => Ok(()),
+            Some(rc) => Err(format!("still there: {:?}", rc.metadata.finalizers)),
+        }
+    })
+    .await;
+    assert!(ds.get_opt(AGENT_NAME).await.unwrap().is_some(), "source's agents stay");
 
     // Turning pvcSync off removes the agents and their status.
     enable(&env, "source", false).await;
@@ -167,6 +176,23 @@ async fn agents_install_with_a_pinned_host_key_and_follow_their_policy_secret() 
         let gone = ds.get_opt(AGENT_NAME).await.map_err(|e| e.to_string())?.is_none();
         let cleared = pvc_sync_status(&env, "source").await.is_none();
         if gone && cleared { Ok(()) } else { Err(format!("DaemonSet gone: {gone}, status cleared: {cleared}")) }
+    })
+    .await;
+    let rc = env.remote_clusters().get("source").await.unwrap();
+    assert!(rc.metadata.finalizers.unwrap_or_default().is_empty(), "finalizer released once nothing is installed");
+
+    // Deleting a RemoteCluster with agents removes them first.
+    enable(&env, "source", true).await;
+    eventually_async("agents back", WAIT, || async {
+        let s = pvc_sync_status(&env, "source").await.ok_or("no pvcSync status")?;
+        if s.phase.as_deref() == Some("Ready") { Ok(()) } else { Err(format!("{s:?}")) }
+    })
+    .await;
+    env.remote_clusters().delete("source", &DeleteParams::default()).await.unwrap();
+    eventually_async("RemoteCluster and agents gone", WAIT, || async {
+        let gone = ds.get_opt(AGENT_NAME).await.map_err(|e| e.to_string())?.is_none();
+        let deleted = env.remote_clusters().get_opt("source").await.map_err(|e| e.to_string())?.is_none();
+        if gone && deleted { Ok(()) } else { Err(format!("DaemonSet gone: {gone}, RemoteCluster deleted: {deleted}")) }
     })
     .await;
 }

@@ -1,6 +1,7 @@
 //! The PVC data-sync agents of source clusters: planning their objects, installing and upgrading them through a
 //! RemoteCluster's client, and reporting their state.
 
+pub mod finalizer;
 pub mod host_key;
 pub mod install;
 pub mod manifests;

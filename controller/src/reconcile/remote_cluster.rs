@@ -145,6 +145,16 @@ async fn reconcile(rc: Arc<RemoteCluster>, state: Arc<State>) -> Result<Action, 
     let ns = rc.namespace().ok_or(Error::Incomplete { what: "namespace" })?;
     let key = registry::key(&rc);
     sweep(&state);
+    if rc.meta().deletion_timestamp.is_some() {
+        if agent::finalizer::has(&rc) && !agent::finalizer::finalize(ctx, &rc).await? {
+            return Ok(Action::requeue(AGENT_RECHECK * 2));
+        }
+        return Ok(Action::await_change());
+    }
+    if agent::enabled(&rc) {
+        // Before anything is installed, so deleting the RemoteCluster always removes it again.
+        agent::finalizer::ensure(ctx, &rc).await?;
+    }
     let mut agents = None;
     let outcome = match ctx.registry.connect(&ctx.client, &rc, ctx.settings.api_timeout).await {
         Err(e) if e.is_unavailable() => {
@@ -166,6 +176,9 @@ async fn reconcile(rc: Arc<RemoteCluster>, state: Arc<State>) -> Result<Action, 
         .as_deref()
         .and_then(|s| validation::parse_cron(s).err().map(|e| format!("defaultSchedule: {e}")));
     let previous = rc.status.clone().unwrap_or_default();
+    if matches!(agents, Some(AgentOutcome::Removed | AgentOutcome::Disabled)) {
+        agent::finalizer::release(ctx, &rc).await?;
+    }
     let status =
         plan_status(&previous, &outcome, agents.as_ref(), schedule_problem, rc.meta().generation, &conditions::now());
     if status != previous {
