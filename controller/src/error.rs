@@ -92,7 +92,7 @@ pub enum Error {
         "the agents in this cluster belong to RemoteCluster {owner}; only one RemoteCluster per cluster may enable pvcSync"
     )]
     AgentOwnedByAnother {
-        /// `namespace/name` of the RemoteCluster that installed them.
+        /// Who installed them (`RemoteCluster namespace/name`, or what is known).
         owner: String,
     },
     /// An SSH key could not be generated, read or parsed.

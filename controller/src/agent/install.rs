@@ -100,6 +100,21 @@ fn is_failure(message: &str) -> bool {
         .any(|r| message.starts_with(r))
 }
 
+/// Whether agents marked `current` may be taken care of by `owner` (pure). A DaemonSet without the mark — the Go
+/// operator's has the same name — is left alone too, with a message saying what to do.
+pub fn check_owner(current: Option<&str>, owner: &str) -> Result<(), Error> {
+    match current {
+        Some(c) if c == owner => Ok(()),
+        Some(c) => Err(Error::AgentOwnedByAnother { owner: format!("RemoteCluster {c}") }),
+        None => Err(Error::AgentOwnedByAnother {
+            owner: format!(
+                "nobody this controller knows (DaemonSet {AGENT_NAMESPACE}/{AGENT_NAME} has no {ANNOTATION_AGENT_OWNER} \
+                 mark, e.g. the Go operator's; delete it to let this RemoteCluster install its own)"
+            ),
+        }),
+    }
+}
+
 fn ssa() -> PatchParams {
     PatchParams::apply(FIELD_MANAGER_DATA).force()
 }
@@ -131,12 +146,7 @@ pub async fn install(client: &Client, plan: &AgentPlan, owner: &str, timeout: Du
     }
     let daemon_sets: Api<DaemonSet> = Api::namespaced(client.clone(), AGENT_NAMESPACE);
     if let Some(ds) = with_timeout("get agent DaemonSet", timeout, daemon_sets.get_opt(AGENT_NAME)).await? {
-        let current = ds.annotations().get(ANNOTATION_AGENT_OWNER).cloned().unwrap_or_default();
-        if current != owner {
-            return Err(Error::AgentOwnedByAnother {
-                owner: if current.is_empty() { "(unknown)".into() } else { current },
-            });
-        }
+        check_owner(ds.annotations().get(ANNOTATION_AGENT_OWNER).map(String::as_str), owner)?;
     }
     apply(client, &plan.service_account, timeout).await?;
     apply(client, &plan.role, timeout).await?;

@@ -52,3 +52,13 @@ fn observe_lists_every_node_with_its_pod_state() {
     assert_eq!(b.pod_status.as_ref().unwrap().restart_count, Some(1));
     assert_eq!(seen.message, "1 of 2 agents ready");
 }
+
+#[test]
+fn check_owner_refuses_other_owners_and_unmarked_agents() {
+    assert!(check_owner(Some("ops/prod"), "ops/prod").is_ok());
+    let other = check_owner(Some("ops/other"), "ops/prod").unwrap_err();
+    assert!(other.to_string().contains("RemoteCluster ops/other"), "{other}");
+    let unmarked = check_owner(None, "ops/prod").unwrap_err();
+    assert_eq!(unmarked.reason(), "AgentOwnedByAnother");
+    assert!(unmarked.to_string().contains("delete it"), "{unmarked}");
+}
