@@ -2,11 +2,13 @@
 //! short-lived rsync pods, and the key and command formats the controller shares with them.
 
 pub mod bastion;
+pub mod copy;
 pub mod error;
 pub mod keys;
 pub mod metrics;
 pub mod policy;
 pub mod policy_secret;
+pub mod progress;
 pub mod reload;
 pub mod rsync_args;
 pub mod serve;

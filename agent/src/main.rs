@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use dr_syncer_agent::bastion::Bastion;
+use dr_syncer_agent::copy::{self, CopyJob, Verify};
 use dr_syncer_agent::metrics::{AgentMetrics, serve_http};
 use dr_syncer_agent::policy::Policy;
 use dr_syncer_agent::policy_secret::{Nodes, PolicySecret, watch_secret};
@@ -80,6 +81,37 @@ enum Command {
         #[arg(long, default_value = "")]
         metrics_bind_address: String,
     },
+    /// The DR copy pod's program: rsync over OpenSSH from the source rsync pod into the volume, with progress
+    /// reports on stdout and optional verification.
+    Copy {
+        /// OpenSSH client configuration with the source host, the jump through the agent and the pinned keys.
+        #[arg(long)]
+        ssh_config: PathBuf,
+        /// Host alias of the source rsync pod in `--ssh-config`.
+        #[arg(long, default_value = "source")]
+        source_host: String,
+        /// Path of the volume in the source rsync pod.
+        #[arg(long, default_value = "/data")]
+        source_path: String,
+        /// The destination volume's mount path.
+        #[arg(long, default_value = "/data")]
+        destination: PathBuf,
+        /// Verification after the copy.
+        #[arg(long, value_enum, default_value = "none")]
+        verify: Verify,
+        /// Percent of files checked with `--verify sample`.
+        #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u8).range(1..=100))]
+        sample_percent: u8,
+        /// Directory for temporary files.
+        #[arg(long, default_value = "/tmp")]
+        scratch: PathBuf,
+        /// The rsync program.
+        #[arg(long, default_value = "rsync")]
+        rsync: PathBuf,
+        /// rsync options (after `--`).
+        #[arg(last = true)]
+        options: Vec<String>,
+    },
 }
 
 fn humantime_duration(text: &str) -> Result<Duration, String> {
@@ -99,11 +131,37 @@ async fn main() -> anyhow::Result<()> {
         .json()
         .init();
     let cli = Cli::parse();
+    if let Command::Copy {
+        ssh_config,
+        source_host,
+        source_path,
+        destination,
+        verify,
+        sample_percent,
+        scratch,
+        rsync,
+        options,
+    } = cli.command
+    {
+        let job = CopyJob {
+            rsync,
+            ssh_config,
+            source_host,
+            source_path,
+            destination,
+            options,
+            verify,
+            sample_percent,
+            scratch,
+        };
+        std::process::exit(copy::run(&job).await);
+    }
     let metrics = AgentMetrics::new().context("metrics")?;
     let stop = CancellationToken::new();
     let (listen, host_key_path, metrics_address) = match &cli.command {
         Command::Bastion { listen, host_key, metrics_bind_address, .. }
         | Command::Serve { listen, host_key, metrics_bind_address, .. } => (*listen, host_key, metrics_bind_address),
+        Command::Copy { .. } => anyhow::bail!("copy runs above"),
     };
     let host_key = keys::private_from_openssh(&read_text(host_key_path)?, &host_key_path.display().to_string())?;
     info!(fingerprint = %keys::fingerprint(host_key.public_key()), %listen, "host key loaded");
@@ -160,6 +218,7 @@ async fn main() -> anyhow::Result<()> {
             let server = RsyncServer { authorized: Arc::new(authorized), root, rsync, metrics };
             serve_ssh(server, config, socket).await
         }
+        Command::Copy { .. } => anyhow::bail!("copy runs above"),
     };
     stop.cancel();
     result

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use common::{Lab, tree};
 use dr_syncer_agent::keys::generate;
+use dr_syncer_agent::progress::Report;
 
 #[test]
 fn pull_copies_the_tree_exactly_and_converges_when_the_source_changes() {
@@ -21,6 +22,51 @@ fn pull_copies_the_tree_exactly_and_converges_when_the_source_changes() {
     let out = lab.pull("shop", &[]);
     assert!(out.status.success(), "incremental rsync failed: {}", String::from_utf8_lossy(&out.stderr));
     tree::assert_same(&lab.volume, &lab.dest);
+}
+
+/// The reports of a `dr-syncer-agent copy` run.
+fn reports(out: &std::process::Output) -> Vec<Report> {
+    String::from_utf8_lossy(&out.stdout).lines().filter_map(Report::from_line).collect()
+}
+
+#[test]
+fn copy_reports_progress_and_totals_and_fails_verification_when_the_destination_differs() {
+    let lab = Lab::start("copyhelper");
+    tree::build(&lab.volume);
+    let out = lab.copy("shop", "full");
+    assert!(out.status.success(), "copy failed: {}", String::from_utf8_lossy(&out.stderr));
+    let first = reports(&out);
+    assert!(first.iter().any(|r| matches!(r, Report::Progress { .. })), "{first:?}");
+    let Some(Report::Done { step, exit_code: 0, bytes_transferred, files_transferred, mismatches: 0, .. }) =
+        first.last()
+    else {
+        panic!("no successful done report: {first:?}");
+    };
+    assert_eq!(step, "verify");
+    assert!(*bytes_transferred > 1 << 20 && *files_transferred >= 5, "{first:?}");
+    tree::assert_same(&lab.volume, &lab.dest);
+
+    // A byte changed in the copy with size and time kept: rsync's quick check misses it, verification does not.
+    let victim = lab.dest.join("a").join("linked");
+    let before = std::fs::metadata(&victim).unwrap();
+    let mut bytes = std::fs::read(&victim).unwrap();
+    bytes[0] ^= 0xff;
+    std::fs::write(&victim, &bytes).unwrap();
+    let file = std::fs::File::options().write(true).open(&victim).unwrap();
+    file.set_modified(before.modified().unwrap()).unwrap();
+    for mode in ["sample", "full"] {
+        // A 50 % sample may miss the one changed file; the full check never does.
+        let out = lab.copy("shop", mode);
+        let done = reports(&out).pop();
+        if mode == "full" {
+            assert_eq!(out.status.code(), Some(100), "{done:?}");
+            let Some(Report::Done { step, mismatches, message, .. }) = done else { panic!("no done report") };
+            assert_eq!((step.as_str(), mismatches), ("verify", 1));
+            assert!(message.contains("linked"), "{message}");
+        } else {
+            assert!(matches!(out.status.code(), Some(0 | 100)), "{done:?}");
+        }
+    }
 }
 
 #[test]

@@ -157,6 +157,24 @@ impl Lab {
             .unwrap()
     }
 
+    /// `dr-syncer-agent copy` pulling the volume into `dest` through the bastion with `key`, verifying with `verify`.
+    pub fn copy(&self, key: &str, verify: &str) -> Output {
+        Command::new(AGENT)
+            .arg("copy")
+            .arg("--ssh-config")
+            .arg(self.config(key))
+            .args(["--source-host", "target", "--source-path"])
+            .arg(&self.volume)
+            .arg("--destination")
+            .arg(&self.dest)
+            .args(["--verify", verify, "--sample-percent", "50", "--scratch"])
+            .arg(&self.dir)
+            .args(["--", "-aHAXS", "--numeric-ids", "--delete", "--partial-dir=.dr-syncer-partial"])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    }
+
     /// `ssh` to `host` (`bastion` or `target`) with `key`, running `command`.
     pub fn ssh(&self, key: &str, host: &str, command: &[&str]) -> Output {
         Command::new("ssh")

@@ -1,0 +1,301 @@
+//! `dr-syncer-agent copy`: the DR copy pod's program. It runs the real rsync client over the real OpenSSH client
+//! (jumping through the source agent to the source rsync pod), turns rsync's output into [`Report`] lines the
+//! controller follows, and optionally verifies the copy with a checksum dry run over every file or a random sample.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use rand::seq::IndexedRandom;
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, BufReader};
+use tokio::process::Command;
+
+use crate::progress::{Report, Stats, is_difference, parse_progress};
+
+/// Stderr lines kept for the final report.
+const STDERR_TAIL: usize = 20;
+/// Differing paths named in a failed verification's message.
+const MISMATCHES_NAMED: usize = 5;
+/// Least time between two progress reports.
+const PROGRESS_EVERY: Duration = Duration::from_secs(1);
+/// Exit code of a failed verification (outside rsync's own codes).
+pub const EXIT_VERIFY_FAILED: i32 = 100;
+
+/// How the copy is checked after it finished.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Verify {
+    /// Not checked.
+    None,
+    /// A random share of the files is compared by checksum.
+    Sample,
+    /// Every file is compared by checksum.
+    Full,
+}
+
+/// What one copy needs.
+#[derive(Clone, Debug)]
+pub struct CopyJob {
+    /// The rsync program.
+    pub rsync: PathBuf,
+    /// OpenSSH client configuration naming the source host, the jump and the pinned keys.
+    pub ssh_config: PathBuf,
+    /// Host alias of the source rsync pod in `ssh_config`.
+    pub source_host: String,
+    /// Path of the volume in the source rsync pod.
+    pub source_path: String,
+    /// The destination volume's mount path.
+    pub destination: PathBuf,
+    /// rsync options chosen by the controller (archive flags, excludes, limits).
+    pub options: Vec<String>,
+    /// Verification after the copy.
+    pub verify: Verify,
+    /// Percent of files checked by [`Verify::Sample`].
+    pub sample_percent: u8,
+    /// Directory for temporary files (the sample's filter).
+    pub scratch: PathBuf,
+}
+
+impl CopyJob {
+    fn command(&self, extra: &[String]) -> Command {
+        let mut command = Command::new(&self.rsync);
+        command
+            .args(&self.options)
+            .args(extra)
+            .arg("-e")
+            .arg(format!("ssh -F {}", self.ssh_config.display()))
+            .arg(format!("{}:{}/", self.source_host, self.source_path.trim_end_matches('/')))
+            .arg(format!("{}/", self.destination.display()))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        command
+    }
+}
+
+/// Runs the copy and the verification, printing [`Report`] lines; returns the exit code for the process.
+pub async fn run(job: &CopyJob) -> i32 {
+    let copy_flags = ["--info=progress2".to_string(), "--stats".to_string()];
+    let copied = run_rsync(job.command(&copy_flags), true).await;
+    let copy_ok = copied.exit_code == 0 || copied.exit_code == 24;
+    if !copy_ok || job.verify == Verify::None {
+        return finish("copy", copied, 0);
+    }
+    let mut flags = vec!["--dry-run".to_string(), "--itemize-changes".to_string(), "--checksum".to_string()];
+    if job.verify == Verify::Sample {
+        match write_sample_filter(job) {
+            Ok(Some(filter)) => flags.push(format!("--filter=merge {}", filter.display())),
+            Ok(None) => return finish("copy", copied, 0),
+            Err(error) => {
+                let message = format!("cannot choose the verification sample: {error}");
+                return finish("verify", Outcome { exit_code: -1, message, ..Outcome::default() }, 0);
+            }
+        }
+    }
+    let verified = run_rsync(job.command(&flags), false).await;
+    let mismatches = verified.differences.len() as u64;
+    if verified.exit_code != 0 && verified.exit_code != 24 {
+        return finish("verify", verified, mismatches);
+    }
+    let mut outcome = Outcome { exit_code: copied.exit_code, stats: copied.stats, ..Outcome::default() };
+    if mismatches > 0 {
+        outcome.exit_code = EXIT_VERIFY_FAILED;
+        let named: Vec<&str> = verified.differences.iter().take(MISMATCHES_NAMED).map(String::as_str).collect();
+        outcome.message = format!("{mismatches} differences after the copy, e.g. {}", named.join(" | "));
+        return finish("verify", outcome, mismatches);
+    }
+    finish("verify", outcome, 0)
+}
+
+fn finish(step: &str, outcome: Outcome, mismatches: u64) -> i32 {
+    let report = Report::Done {
+        step: step.to_string(),
+        exit_code: outcome.exit_code,
+        bytes_transferred: outcome.stats.bytes_transferred,
+        files_transferred: outcome.stats.files_transferred,
+        mismatches,
+        message: outcome.message,
+    };
+    println!("{}", report.to_line());
+    if outcome.exit_code == 24 { 0 } else { outcome.exit_code.clamp(0, 255) }
+}
+
+/// What one rsync run produced.
+#[derive(Debug, Default)]
+struct Outcome {
+    exit_code: i32,
+    stats: Stats,
+    /// Itemized differences (verification runs).
+    differences: Vec<String>,
+    /// Tail of stderr.
+    message: String,
+}
+
+async fn run_rsync(mut command: Command, report_progress: bool) -> Outcome {
+    let mut child = match command.spawn() {
+        Ok(child) => child,
+        Err(error) => {
+            return Outcome { exit_code: -1, message: format!("cannot start rsync: {error}"), ..Outcome::default() };
+        }
+    };
+    let (Some(stdout), Some(stderr)) = (child.stdout.take(), child.stderr.take()) else {
+        return Outcome { exit_code: -1, message: "rsync has no output pipes".into(), ..Outcome::default() };
+    };
+    let mut outcome = Outcome::default();
+    let reading = read_stdout(stdout, report_progress, &mut outcome);
+    let tail = read_stderr(stderr);
+    let ((), tail) = tokio::join!(reading, tail);
+    outcome.message = tail;
+    outcome.exit_code = match child.wait().await {
+        Ok(status) => status.code().unwrap_or(-1),
+        Err(_) => -1,
+    };
+    outcome
+}
+
+/// Reads rsync's stdout, whose progress lines end in `\r` and the rest in `\n`.
+async fn read_stdout(stdout: impl AsyncRead + Unpin, report_progress: bool, outcome: &mut Outcome) {
+    let mut reader = BufReader::new(stdout);
+    let mut buffer = Vec::new();
+    let mut last_report: Option<Instant> = None;
+    let mut chunk = [0u8; 8192];
+    loop {
+        let n = match reader.read(&mut chunk).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        for byte in &chunk[..n] {
+            if *byte != b'\r' && *byte != b'\n' {
+                buffer.push(*byte);
+                continue;
+            }
+            let line = String::from_utf8_lossy(&buffer).into_owned();
+            buffer.clear();
+            take_line(&line, report_progress, &mut last_report, outcome);
+        }
+    }
+    if !buffer.is_empty() {
+        let line = String::from_utf8_lossy(&buffer).into_owned();
+        take_line(&line, report_progress, &mut last_report, outcome);
+    }
+}
+
+fn take_line(line: &str, report_progress: bool, last_report: &mut Option<Instant>, outcome: &mut Outcome) {
+    if let Some(progress) = parse_progress(line) {
+        if report_progress && last_report.is_none_or(|t| t.elapsed() >= PROGRESS_EVERY) {
+            *last_report = Some(Instant::now());
+            let report = Report::Progress {
+                bytes: progress.bytes,
+                percent: progress.percent,
+                rate: progress.rate,
+                files: progress.files.unwrap_or(0),
+            };
+            println!("{}", report.to_line());
+        }
+    } else if is_difference(line) {
+        outcome.differences.push(line.to_string());
+    } else {
+        outcome.stats.read_line(line);
+    }
+}
+
+async fn read_stderr(stderr: impl AsyncRead + Unpin) -> String {
+    let mut lines = BufReader::new(stderr).lines();
+    let mut tail = std::collections::VecDeque::with_capacity(STDERR_TAIL);
+    while let Ok(Some(line)) = lines.next_line().await {
+        eprintln!("{line}");
+        if tail.len() == STDERR_TAIL {
+            tail.pop_front();
+        }
+        tail.push_back(line);
+    }
+    Vec::from(tail).join("\n")
+}
+
+/// Writes a filter that includes a random `sample_percent` of the destination's regular files (and their parent
+/// directories) and excludes everything else. `None` when the destination has no files.
+fn write_sample_filter(job: &CopyJob) -> std::io::Result<Option<PathBuf>> {
+    let mut files = Vec::new();
+    collect_files(&job.destination, &job.destination, &mut files)?;
+    if files.is_empty() {
+        return Ok(None);
+    }
+    let wanted = (files.len() * usize::from(job.sample_percent)).div_ceil(100).max(1);
+    let chosen: Vec<&String> = files.sample(&mut rand::rng(), wanted).collect();
+    let text = sample_filter(chosen.iter().map(|s| s.as_str()));
+    let path = job.scratch.join("dr-syncer-sample.filter");
+    std::fs::write(&path, text)?;
+    Ok(Some(path))
+}
+
+/// Filter rules that include exactly `paths` (relative to the volume root) and their parents. Paths with a
+/// newline cannot be written as a rule and are left out of the sample.
+pub fn sample_filter<'a>(paths: impl Iterator<Item = &'a str>) -> String {
+    let mut rules = std::collections::BTreeSet::new();
+    let mut text = String::new();
+    for path in paths.filter(|p| !p.contains('\n')) {
+        let mut parent = String::new();
+        let parts: Vec<&str> = path.split('/').collect();
+        for dir in &parts[..parts.len().saturating_sub(1)] {
+            parent.push('/');
+            parent.push_str(dir);
+            if rules.insert(format!("{parent}/")) {
+                text.push_str(&format!("+ {}/\n", escape_pattern(&parent)));
+            }
+        }
+        if rules.insert(format!("/{path}")) {
+            text.push_str(&format!("+ {}\n", escape_pattern(&format!("/{path}"))));
+        }
+    }
+    text.push_str("- *\n");
+    text
+}
+
+/// rsync treats a pattern with `*`, `?` or `[` as a wildcard pattern, where `\` escapes; a pattern without them is
+/// literal, backslashes included.
+fn escape_pattern(path: &str) -> String {
+    if !path.contains(['*', '?', '[']) {
+        return path.to_string();
+    }
+    path.chars().fold(String::new(), |mut out, c| {
+        if matches!(c, '*' | '?' | '[' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+        out
+    })
+}
+
+fn collect_files(root: &Path, dir: &Path, files: &mut Vec<String>) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let kind = entry.file_type()?;
+        let path = entry.path();
+        if kind.is_dir() {
+            collect_files(root, &path, files)?;
+        } else if kind.is_file()
+            && let Ok(relative) = path.strip_prefix(root)
+        {
+            files.push(relative.to_string_lossy().into_owned());
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sample_filter_includes_parents_once_and_excludes_the_rest_when_given_paths() {
+        let text = sample_filter(["a/b/c.txt", "a/b/d.txt", "top"].into_iter());
+        assert_eq!(text, "+ /a/\n+ /a/b/\n+ /a/b/c.txt\n+ /a/b/d.txt\n+ /top\n- *\n");
+    }
+
+    #[test]
+    fn sample_filter_escapes_wildcards_and_skips_newlines_when_names_are_odd() {
+        let text = sample_filter(["we*rd[1]\\x", "new\nline", "back\\slash"].into_iter());
+        assert_eq!(text, "+ /we\\*rd\\[1]\\\\x\n+ /back\\slash\n- *\n");
+    }
+}
