@@ -97,6 +97,14 @@ pub const LABEL_SYNC_ID: &str = "dr-syncer.io/sync-id";
 pub const LABEL_PVC_NAME: &str = "dr-syncer.io/pvc-name";
 /// Label on key Secrets: what kind of key they hold.
 pub const LABEL_KEY_TYPE: &str = "dr-syncer.io/key-type";
+/// Generation of the SSH client key held in a mapping's key Secret.
+pub const ANNOTATION_KEY_GENERATION: &str = "dr-syncer.io/key-generation";
+/// When the SSH client key held in a mapping's key Secret was made (RFC 3339).
+pub const ANNOTATION_KEY_CREATED: &str = "dr-syncer.io/key-created";
+/// Public halves of a mapping's previous keys still accepted, as JSON, in its key Secret.
+pub const ANNOTATION_KEY_RETIRING: &str = "dr-syncer.io/key-retiring";
+/// Role of a short-lived data-copy object: `source-rsync` (source pod) or `copy` (DR Job).
+pub const LABEL_DATA_ROLE: &str = "dr-syncer.io/data-role";
 
 // ---- Parking workloads in DR --------------------------------------------------------------------------------------
 
@@ -180,6 +188,10 @@ mod tests {
             LABEL_SYNC_ID,
             LABEL_PVC_NAME,
             LABEL_KEY_TYPE,
+            ANNOTATION_KEY_GENERATION,
+            ANNOTATION_KEY_CREATED,
+            ANNOTATION_KEY_RETIRING,
+            LABEL_DATA_ROLE,
             FINALIZER_NAMESPACE_MAPPING,
             FINALIZER_REMOTE_CLUSTER,
             ANNOTATION_ORIGINAL_SUSPEND,

@@ -22,6 +22,8 @@ pub const DEFAULT_BACKOFF_MULTIPLIER: i32 = 200;
 pub const DEFAULT_CONCURRENT_SYNCS: i32 = 2;
 /// Default time limit of one PVC data copy.
 pub const DEFAULT_DATA_SYNC_TIMEOUT: &str = "30m";
+/// Default lifetime of a mapping's SSH client key before it is rotated.
+pub const DEFAULT_KEY_ROTATION_INTERVAL: &str = "24h";
 /// Default wait for pods to drain in RecreateWithPodDrain.
 pub const DEFAULT_DRAIN_TIMEOUT: &str = "5m";
 /// Default wait for a forced deletion in ForceUpdate.
@@ -150,6 +152,12 @@ pub struct DataSyncConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(extend("default" = 10), range(min = 1, max = 100))]
     pub sample_percent: Option<i32>,
+    /// How long the mapping's SSH client key is used before a new one replaces it, for example `24h`. The
+    /// previous key stays accepted for the longer of `timeout` and 10 minutes, so a running copy is never cut.
+    /// Rotate at once with the annotation `dr-syncer.io/rotate-ssh-key`. Default: 24h.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("default" = DEFAULT_KEY_ROTATION_INTERVAL), regex(pattern = DURATION_PATTERN))]
+    pub key_rotation_interval: Option<String>,
 }
 
 /// How a change to a field that cannot be updated in place is applied.

@@ -2,9 +2,11 @@
 //! cluster, and when.
 
 mod config;
+mod data_status;
 mod status;
 
 pub use config::*;
+pub use data_status::*;
 pub use status::*;
 
 use kube::CustomResource;

@@ -115,6 +115,9 @@ pub struct NamespaceMappingStatus {
     /// Kinds named in `resourceTypes` or `namespaceScopedResources` and the API version each is replicated with.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub resolved_resource_types: Vec<String>,
+    /// PVC data copies (`pvcConfig.syncData`): the client key and each PVC's last copy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_sync: Option<super::DataSyncStatus>,
 }
 
 /// A source namespace a mapping replicates, and where to.
