@@ -9,6 +9,7 @@ pub mod caches;
 pub mod cli;
 pub mod clusters;
 pub mod controllers;
+pub mod data;
 pub mod error;
 pub mod http;
 pub mod kube_client;

@@ -66,6 +66,10 @@ async fn main() -> anyhow::Result<()> {
             ..Settings::default()
         },
         caches,
+        data: dr_syncer_controller::data::DataSync::new(
+            metrics.registry(),
+            leader::identity(&std::env::var("POD_NAME").unwrap_or_else(|_| "dr-syncer-controller".into())),
+        )?,
     };
     let checks = tokio::spawn(readiness::run(client.clone(), checker, readiness, metrics, shutdown.clone()));
     let served = tokio::spawn(servers.serve(shutdown.clone()));

@@ -82,6 +82,7 @@ async fn on_delete(nm: &NamespaceMapping, mc: &MappingController) -> Result<Acti
     cleanup::on_delete(mc, nm).await?;
     mc.states.remove(&key_of(nm));
     mc.ctx.metrics.forget_mapping(&ns, &name);
+    mc.ctx.data.forget(&ns, &name);
     tracing::info!(mapping = %key_of(nm), policy = ?nm.spec.cleanup(), "mapping deleted; DR objects cleaned up");
     Ok(Action::await_change())
 }
@@ -93,9 +94,11 @@ async fn write(
     previous: &NamespaceMappingStatus,
     status: &NamespaceMappingStatus,
 ) -> Result<(), Error> {
-    if status != previous {
+    // status.dataSync belongs to the data-sync field manager: never written (or taken over) from here.
+    let strip = |s: &NamespaceMappingStatus| NamespaceMappingStatus { data_sync: None, ..s.clone() };
+    if strip(status) != strip(previous) {
         let api: Api<NamespaceMapping> = Api::namespaced(mc.ctx.client.clone(), &nm.namespace().unwrap_or_default());
-        crate::reconcile::status::apply(&api, nm, status, mc.ctx.settings.api_timeout).await?;
+        crate::reconcile::status::apply(&api, nm, &strip(status), mc.ctx.settings.api_timeout).await?;
     }
     mc.states.with(&key_of(nm), |s| s.status = Some(status.clone()));
     Ok(())
@@ -233,7 +236,10 @@ async fn apply_inner(
     }
     let annotations = nm.annotations();
     let (handled, requested) = mc.states.with(&key, |s| (s.handled_sync_now_version.clone(), s.requested.clone()));
-    let sync_now = (annotations.contains_key(ANNOTATION_SYNC_NOW) || annotations.contains_key(ANNOTATION_TRIGGER_SYNC))
+    // A key rotation request also starts a sync: the data sync that follows rotates the key first.
+    let sync_now = (annotations.contains_key(ANNOTATION_SYNC_NOW)
+        || annotations.contains_key(ANNOTATION_TRIGGER_SYNC)
+        || annotations.contains_key(dr_syncer_api::constants::ANNOTATION_ROTATE_SSH_KEY))
         && handled != nm.resource_version();
     let decision = decide(&Inputs {
         mode: nm.spec.mode(),

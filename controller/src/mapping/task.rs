@@ -78,6 +78,9 @@ pub fn spawn(
         if !token.cancel.is_cancelled() || finished.report.failure.is_none() {
             publish(&ctx, &plan.mapping, &finished).await;
         }
+        if !token.cancel.is_cancelled() {
+            request_data_sync(&ctx, &plan, &finished);
+        }
         let label = result_label(&finished.report);
         tracing::info!(mapping = %key, result = label, duration = ?finished.report.duration, "sync finished");
         states.with(&key, |s| {
@@ -87,6 +90,26 @@ pub fn spawn(
         let _ = wake.unbounded_send(object);
     });
     running
+}
+
+/// After a resource sync that created the DR PVCs, copies their data when `pvcConfig.syncData` is on.
+fn request_data_sync(ctx: &Context, plan: &Plan, finished: &Finished) {
+    let sync_data = plan.mapping.spec.pvc_config.as_ref().and_then(|p| p.sync_data).unwrap_or(false);
+    let Some(covered) = finished.report.covered.clone() else { return };
+    if !sync_data || finished.report.failure.is_some() {
+        return;
+    }
+    let rotate = plan.mapping.annotations().contains_key(dr_syncer_api::constants::ANNOTATION_ROTATE_SSH_KEY);
+    let request = crate::data::DataRequest {
+        mapping: plan.mapping.clone(),
+        source_rc: plan.source.0.clone(),
+        source: plan.source.1.client.clone(),
+        destination: plan.destination.1.client.clone(),
+        namespaces: covered,
+        forced: matches!(finished.reason, SyncReason::SyncNow | SyncReason::SpecTrigger(_)),
+        rotate,
+    };
+    ctx.data.request(ctx, request);
 }
 
 async fn execute(ctx: &Context, plan: &Plan, running: &Running) -> SyncReport {

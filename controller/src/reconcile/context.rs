@@ -56,6 +56,8 @@ pub struct Context {
     pub settings: Settings,
     /// Initial-list state of every watch, for `/readyz`.
     pub caches: crate::caches::Caches,
+    /// PVC data copies running in the background.
+    pub data: crate::data::DataSync,
 }
 
 impl Context {

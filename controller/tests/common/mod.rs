@@ -70,6 +70,7 @@ impl Env {
             metrics: ControllerMetrics::register(&registry).unwrap(),
             settings,
             caches: Default::default(),
+            data: dr_syncer_controller::data::DataSync::new(&registry, format!("test-{prefix}")).unwrap(),
         };
         let shutdown = CancellationToken::new();
         if controllers {

@@ -1,0 +1,204 @@
+//! The data-sync manager: one background run per mapping at a time (a request while one runs is queued and
+//! coalesced), per-source-cluster slots, the mapping's key, and its `status.dataSync`, written by its own field
+//! manager so it never races the reconciler's status writes.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use dr_syncer_api::constants::FIELD_MANAGER_DATA;
+use dr_syncer_api::namespace_mapping::{CoveredNamespace, DataSyncStatus};
+use dr_syncer_api::remote_cluster::DEFAULT_GLOBAL_CONCURRENCY_LIMIT;
+use dr_syncer_api::{NamespaceMapping, RemoteCluster};
+use kube::ResourceExt;
+use kube::api::{Api, Patch, PatchParams};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+
+use super::metrics::DataMetrics;
+use crate::error::Error;
+use crate::reconcile::Context;
+
+/// How often a running data sync writes its status at most.
+pub const STATUS_EVERY: Duration = Duration::from_secs(2);
+
+/// What a data sync of a mapping needs, resolved by the mapping's resource sync.
+#[derive(Clone)]
+pub struct DataRequest {
+    /// The mapping.
+    pub mapping: Arc<NamespaceMapping>,
+    /// The source RemoteCluster (its agents relay the copies).
+    pub source_rc: RemoteCluster,
+    /// Client of the source cluster.
+    pub source: kube::Client,
+    /// Client of the DR cluster.
+    pub destination: kube::Client,
+    /// Source namespaces and their DR namespaces.
+    pub namespaces: Vec<CoveredNamespace>,
+    /// Started by a trigger (sync-now): PVCs that failed permanently are tried again.
+    pub forced: bool,
+    /// Rotate the mapping's key first (annotation `dr-syncer.io/rotate-ssh-key`).
+    pub rotate: bool,
+}
+
+impl DataRequest {
+    /// `namespace/name` of the mapping; also its identity in the agents' policy.
+    pub fn key(&self) -> String {
+        format!("{}/{}", self.mapping.namespace().unwrap_or_default(), self.mapping.name_any())
+    }
+}
+
+/// Per-mapping state shared by its run and its copies.
+#[derive(Default)]
+pub struct MappingData {
+    /// The status being built.
+    pub status: Mutex<DataSyncStatus>,
+    /// Status changed since the last write.
+    pub dirty: AtomicBool,
+    /// Copies running.
+    pub in_flight: AtomicUsize,
+    /// Serializes key decisions of this mapping.
+    pub key_lock: tokio::sync::Mutex<()>,
+    /// PVCs that failed permanently → the mapping generation they failed at.
+    pub permanent: Mutex<HashMap<(String, String), i64>>,
+    run: Mutex<RunState>,
+    /// Cancelled when the mapping is deleted.
+    pub cancel: CancellationToken,
+}
+
+#[derive(Default)]
+struct RunState {
+    running: bool,
+    pending: Option<DataRequest>,
+}
+
+impl MappingData {
+    /// Changes the status and marks it for writing.
+    pub fn update(&self, f: impl FnOnce(&mut DataSyncStatus)) {
+        if let Ok(mut status) = self.status.lock() {
+            f(&mut status);
+            self.dirty.store(true, Ordering::SeqCst);
+        }
+    }
+
+    /// A copy of the status.
+    pub fn snapshot(&self) -> DataSyncStatus {
+        self.status.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+}
+
+/// Copy slots per source cluster: its limit and the semaphore holding them.
+type Slots = HashMap<String, (usize, Arc<Semaphore>)>;
+
+/// Runs PVC data syncs in the background.
+#[derive(Clone)]
+pub struct DataSync {
+    /// This process's identity in the PVC Leases.
+    pub identity: String,
+    /// Metrics.
+    pub metrics: DataMetrics,
+    mappings: Arc<Mutex<HashMap<String, Arc<MappingData>>>>,
+    global: Arc<Mutex<Slots>>,
+}
+
+impl DataSync {
+    /// A manager registering its metrics in `registry`; `identity` names this process in PVC Leases.
+    pub fn new(registry: &prometheus::Registry, identity: String) -> Result<DataSync, Error> {
+        Ok(DataSync {
+            identity,
+            metrics: DataMetrics::register(registry)?,
+            mappings: Arc::default(),
+            global: Arc::default(),
+        })
+    }
+
+    fn data(&self, key: &str) -> Arc<MappingData> {
+        match self.mappings.lock() {
+            Ok(mut map) => map.entry(key.to_string()).or_default().clone(),
+            Err(_) => Arc::default(),
+        }
+    }
+
+    /// The copy slots of a source cluster, resized to `limit` when it changed (running copies keep theirs).
+    pub fn global_slots(&self, rc: &RemoteCluster) -> Arc<Semaphore> {
+        let limit = rc
+            .spec
+            .pvc_sync
+            .as_ref()
+            .and_then(|p| p.global_concurrency_limit)
+            .unwrap_or(DEFAULT_GLOBAL_CONCURRENCY_LIMIT)
+            .max(1) as usize;
+        let key = format!("{}/{}", rc.namespace().unwrap_or_default(), rc.name_any());
+        let Ok(mut map) = self.global.lock() else { return Arc::new(Semaphore::new(limit)) };
+        let entry = map.entry(key).or_insert_with(|| (limit, Arc::new(Semaphore::new(limit))));
+        if entry.0 != limit {
+            *entry = (limit, Arc::new(Semaphore::new(limit)));
+        }
+        entry.1.clone()
+    }
+
+    /// Starts a data sync of the mapping, or queues it behind the running one (the newest request wins).
+    pub fn request(&self, ctx: &Context, request: DataRequest) {
+        let data = self.data(&request.key());
+        {
+            let Ok(mut run) = data.run.lock() else { return };
+            if run.running {
+                if request.rotate {
+                    let (ctx, data, request) = (ctx.clone(), data.clone(), request.clone());
+                    tokio::spawn(async move { super::task::rotate_now(&ctx, &data, &request).await });
+                }
+                let rotate = run.pending.as_ref().is_some_and(|p| p.rotate);
+                let forced = request.forced || run.pending.as_ref().is_some_and(|p| p.forced);
+                run.pending = Some(DataRequest { rotate, forced, ..request.clone() });
+                return;
+            }
+            run.running = true;
+        }
+        let (ctx, manager) = (ctx.clone(), self.clone());
+        tokio::spawn(async move {
+            let mut request = request;
+            loop {
+                super::task::run(&ctx, &manager, &data, &request).await;
+                let Ok(mut run) = data.run.lock() else { return };
+                match run.pending.take() {
+                    Some(next) if !data.cancel.is_cancelled() => request = next,
+                    _ => {
+                        run.running = false;
+                        return;
+                    }
+                }
+            }
+        });
+    }
+
+    /// Whether a data sync of mapping `namespace/name` is running.
+    pub fn running(&self, key: &str) -> bool {
+        self.data(key).run.lock().map(|r| r.running).unwrap_or(false)
+    }
+
+    /// Stops the mapping's copies and forgets it (the mapping was deleted or no longer copies data).
+    pub fn forget(&self, namespace: &str, name: &str) {
+        let key = format!("{namespace}/{name}");
+        if let Some(data) = self.mappings.lock().ok().and_then(|mut m| m.remove(&key)) {
+            data.cancel.cancel();
+        }
+        self.metrics.forget_mapping((namespace, name));
+    }
+}
+
+/// Writes `status.dataSync` of the mapping with the data field manager.
+pub async fn write_status(ctx: &Context, mapping: &NamespaceMapping, status: &DataSyncStatus) -> Result<(), Error> {
+    let api: Api<NamespaceMapping> = Api::namespaced(ctx.client.clone(), &mapping.namespace().unwrap_or_default());
+    let body = serde_json::json!({
+        "apiVersion": dr_syncer_api::constants::API_VERSION,
+        "kind": "NamespaceMapping",
+        "metadata": {"name": mapping.name_any()},
+        "status": {"dataSync": status},
+    });
+    let params = PatchParams::apply(FIELD_MANAGER_DATA).force();
+    let what = format!("update status.dataSync of NamespaceMapping {}", mapping.name_any());
+    let (name, patch) = (mapping.name_any(), Patch::Apply(&body));
+    let patch = api.patch_status(&name, &params, &patch);
+    crate::error::with_timeout(what, ctx.settings.api_timeout, patch).await.map(|_| ())
+}

@@ -1,0 +1,323 @@
+//! One copy of one PVC, start to end: the source rsync pod and its Secret, the agent's target entry, the DR copy Job
+//! and its Secret, following the Job's log for progress, and the cleanup of all of it whatever happened.
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use dr_syncer_agent::progress::Report;
+use dr_syncer_api::agent::{AGENT_NAME, AGENT_NAMESPACE, RSYNC_POD_PORT};
+use dr_syncer_api::constants::LABEL_DATA_ROLE;
+use futures::{AsyncBufReadExt, StreamExt};
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{Node, PersistentVolumeClaim, Pod, Secret, Service};
+use kube::ResourceExt;
+use kube::api::{Api, DeleteParams, ListParams, LogParams, PostParams, PropagationPolicy};
+
+use super::failure::{Failure, Totals, classify};
+use super::pods::{self, CopyInput, ROLE_COPY, ROLE_SOURCE};
+use super::policy::{self, Edit};
+use crate::error::with_timeout;
+
+/// Longest wait for a pod of the copy to start.
+const START_WAIT: Duration = Duration::from_secs(180);
+/// How often pod state is polled while waiting.
+const POLL: Duration = Duration::from_secs(1);
+
+/// How the DR cluster reaches the source agents.
+#[derive(Clone, Debug)]
+pub struct AgentAccess {
+    /// The agents' public host key (`ssh-ed25519 AAAA…`), pinned.
+    pub host_key: String,
+    /// hostPort of the agents (`pvcSync.ssh.port`).
+    pub port: u16,
+    /// Whether the agents are reached through their Service instead of the node's address.
+    pub service: bool,
+}
+
+/// Everything one copy needs besides its [`CopyInput`].
+pub struct CopyContext<'a> {
+    /// Client of the source cluster.
+    pub source: &'a kube::Client,
+    /// Client of the DR cluster.
+    pub destination: &'a kube::Client,
+    /// The source agents.
+    pub agent: &'a AgentAccess,
+    /// Identity of the mapping in the agents' policy.
+    pub mapping_id: &'a str,
+    /// The mapping's public keys, one `authorized_keys` line each.
+    pub authorized_keys: String,
+    /// The mapping's current private key (OpenSSH PEM), copied into the copy Job's own Secret.
+    pub private_key: zeroize::Zeroizing<String>,
+    /// Time allowed for each API request.
+    pub api_timeout: Duration,
+}
+
+/// Runs one copy; `progress` sees each progress report while it runs.
+pub async fn copy(ctx: &CopyContext<'_>, mut input: CopyInput, progress: impl Fn(&Report)) -> Result<Totals, Failure> {
+    let t = ctx.api_timeout;
+    let source_pvcs: Api<PersistentVolumeClaim> = Api::namespaced(ctx.source.clone(), &input.source_namespace);
+    let what = format!("PVC {}/{}", input.source_namespace, input.pvc);
+    let Some(pvc) = with_timeout(format!("get {what}"), t, source_pvcs.get_opt(&input.pvc)).await? else {
+        return Err(Failure::permanent("SourcePvcMissing", format!("{what} does not exist in the source cluster")));
+    };
+    if pvc.status.and_then(|s| s.phase).as_deref() != Some("Bound") {
+        return Err(Failure::transient("SourcePvcNotBound", format!("{what} is not bound yet")));
+    }
+    let dr_pvcs: Api<PersistentVolumeClaim> = Api::namespaced(ctx.destination.clone(), &input.destination_namespace);
+    let dr_what = format!("PVC {}/{} in the DR cluster", input.destination_namespace, input.pvc);
+    if with_timeout(format!("get {dr_what}"), t, dr_pvcs.get_opt(&input.pvc)).await?.is_none() {
+        return Err(Failure::transient("DestinationPvcMissing", format!("{dr_what} does not exist yet")));
+    }
+    input.node = attached_node(ctx.source, &input, t).await?;
+    let mut cleanup = Cleanup::default();
+    let result = run(ctx, &input, &mut cleanup, &progress).await;
+    cleanup.run(ctx, &input).await;
+    result
+}
+
+/// Objects to remove when the copy ends.
+#[derive(Default)]
+struct Cleanup {
+    source_pod: bool,
+    target: Option<(String, SocketAddr)>,
+    job: bool,
+}
+
+impl Cleanup {
+    async fn run(&self, ctx: &CopyContext<'_>, input: &CopyInput) {
+        let t = ctx.api_timeout;
+        let background = DeleteParams { propagation_policy: Some(PropagationPolicy::Background), ..Default::default() };
+        if self.job {
+            let name = pods::object_name(ROLE_COPY, input);
+            let jobs: Api<Job> = Api::namespaced(ctx.destination.clone(), &input.destination_namespace);
+            let secrets: Api<Secret> = Api::namespaced(ctx.destination.clone(), &input.destination_namespace);
+            let _ = tokio::time::timeout(t, jobs.delete(&name, &background)).await;
+            let _ = tokio::time::timeout(t, secrets.delete(&name, &DeleteParams::default())).await;
+        }
+        if let Some((node, address)) = &self.target {
+            let edit = Edit::RemoveTarget { node: node.clone(), mapping: ctx.mapping_id.into(), address: *address };
+            if let Err(failure) = policy::edit(ctx.source, &edit, t).await {
+                tracing::warn!(pvc = %input.pvc, reason = failure.reason, message = %failure.message, "cannot remove the agent target");
+            }
+        }
+        if self.source_pod {
+            let name = pods::object_name(ROLE_SOURCE, input);
+            let pods: Api<Pod> = Api::namespaced(ctx.source.clone(), &input.source_namespace);
+            let secrets: Api<Secret> = Api::namespaced(ctx.source.clone(), &input.source_namespace);
+            let _ = tokio::time::timeout(t, pods.delete(&name, &DeleteParams::default().grace_period(0))).await;
+            let _ = tokio::time::timeout(t, secrets.delete(&name, &DeleteParams::default())).await;
+        }
+    }
+}
+
+async fn run(
+    ctx: &CopyContext<'_>,
+    input: &CopyInput,
+    cleanup: &mut Cleanup,
+    progress: &impl Fn(&Report),
+) -> Result<Totals, Failure> {
+    let t = ctx.api_timeout;
+    let post = PostParams::default();
+    // Source rsync pod with a host key made for this copy only.
+    let host_key = dr_syncer_agent::keys::generate(&format!("dr-syncer-rsync-pod@{}", input.sync_id))
+        .map_err(|e| Failure::transient("KeyError", e.to_string()))?;
+    let pods_api: Api<Pod> = Api::namespaced(ctx.source.clone(), &input.source_namespace);
+    let pod = pods::source_pod(input, input.timeout + START_WAIT);
+    let pod_name = pod.name_any();
+    let created = with_timeout(format!("create Pod {pod_name}"), t, pods_api.create(&post, &pod)).await?;
+    cleanup.source_pod = true;
+    let secret =
+        pods::source_secret(input, &created.uid().unwrap_or_default(), &host_key.private_openssh, &ctx.authorized_keys);
+    let secrets: Api<Secret> = Api::namespaced(ctx.source.clone(), &input.source_namespace);
+    with_timeout(format!("create Secret {pod_name}"), t, secrets.create(&post, &secret)).await?;
+    let running = wait_ready(&pods_api, &pod_name, t).await?;
+    let node = running.spec.as_ref().and_then(|s| s.node_name.clone()).unwrap_or_default();
+    let ip: IpAddr = running
+        .status
+        .as_ref()
+        .and_then(|s| s.pod_ip.as_deref())
+        .and_then(|ip| ip.parse().ok())
+        .ok_or_else(|| Failure::transient("SourcePodNotReady", format!("pod {pod_name} has no IP")))?;
+    let address = SocketAddr::new(ip, RSYNC_POD_PORT);
+    let agent = agent_address(ctx.source, ctx.agent, &node, t).await?;
+    policy::edit(ctx.source, &Edit::AddTarget { node: node.clone(), mapping: ctx.mapping_id.into(), address }, t)
+        .await?;
+    cleanup.target = Some((node, address));
+
+    // DR copy Job.
+    let jobs: Api<Job> = Api::namespaced(ctx.destination.clone(), &input.destination_namespace);
+    let job = pods::copy_job(input);
+    let job_name = job.name_any();
+    let created = with_timeout(format!("create Job {job_name}"), t, jobs.create(&post, &job)).await?;
+    cleanup.job = true;
+    let config = pods::ssh_config(&ip.to_string(), (&agent.0, agent.1));
+    let known = pods::known_hosts(&ctx.agent.host_key, &host_key.public_openssh);
+    let secret = pods::copy_secret(input, &created.uid().unwrap_or_default(), &config, &known, &ctx.private_key);
+    let dr_secrets: Api<Secret> = Api::namespaced(ctx.destination.clone(), &input.destination_namespace);
+    with_timeout(format!("create Secret {job_name}"), t, dr_secrets.create(&post, &secret)).await?;
+    let dr_pods: Api<Pod> = Api::namespaced(ctx.destination.clone(), &input.destination_namespace);
+    let follow = follow_job(&dr_pods, &job_name, t, progress);
+    match tokio::time::timeout(input.timeout, follow).await {
+        Ok(result) => result,
+        Err(_) => Err(Failure::transient(
+            "Timeout",
+            format!("the copy did not finish within {}", humantime::format_duration(input.timeout)),
+        )),
+    }
+}
+
+/// The node the PVC is attached to: that of a running or starting pod (not ours) that mounts it.
+async fn attached_node(client: &kube::Client, input: &CopyInput, t: Duration) -> Result<Option<String>, Failure> {
+    let api: Api<Pod> = Api::namespaced(client.clone(), &input.source_namespace);
+    let list = with_timeout("list source pods", t, api.list(&ListParams::default())).await?;
+    Ok(list.items.iter().find_map(|pod| {
+        let ours = pod.labels().contains_key(LABEL_DATA_ROLE);
+        let active = matches!(pod.status.as_ref().and_then(|s| s.phase.as_deref()), Some("Running" | "Pending"));
+        let spec = pod.spec.as_ref()?;
+        let mounts = spec
+            .volumes
+            .iter()
+            .flatten()
+            .any(|v| v.persistent_volume_claim.as_ref().is_some_and(|c| c.claim_name == input.pvc));
+        (!ours && active && mounts).then(|| spec.node_name.clone()).flatten()
+    }))
+}
+
+/// Waits until the source pod is ready, or explains why it is not.
+async fn wait_ready(api: &Api<Pod>, name: &str, t: Duration) -> Result<Pod, Failure> {
+    let deadline = tokio::time::Instant::now() + START_WAIT;
+    let mut why = String::from("not scheduled yet");
+    while tokio::time::Instant::now() < deadline {
+        if let Some(pod) = with_timeout(format!("get Pod {name}"), t, api.get_opt(name)).await? {
+            let status = pod.status.clone().unwrap_or_default();
+            let ready = status.conditions.iter().flatten().any(|c| c.type_ == "Ready" && c.status == "True");
+            if ready {
+                return Ok(pod);
+            }
+            if matches!(status.phase.as_deref(), Some("Failed" | "Succeeded")) {
+                return Err(Failure::transient("SourcePodFailed", format!("pod {name} ended: {}", pod_reason(&pod))));
+            }
+            why = pod_reason(&pod);
+        }
+        tokio::time::sleep(POLL).await;
+    }
+    Err(Failure::transient("SourcePodNotReady", format!("pod {name} not ready after {START_WAIT:?}: {why}")))
+}
+
+/// What Kubernetes says about a pod that is not running fine.
+fn pod_reason(pod: &Pod) -> String {
+    let status = pod.status.clone().unwrap_or_default();
+    let container = status.container_statuses.iter().flatten().find_map(|c| {
+        let state = c.state.as_ref()?;
+        if let Some(w) = &state.waiting {
+            return Some(format!(
+                "{}: {}",
+                w.reason.clone().unwrap_or_default(),
+                w.message.clone().unwrap_or_default()
+            ));
+        }
+        state.terminated.as_ref().map(|t| {
+            format!(
+                "{} (exit code {}): {}",
+                t.reason.clone().unwrap_or_default(),
+                t.exit_code,
+                t.message.clone().unwrap_or_default()
+            )
+        })
+    });
+    let condition = status
+        .conditions
+        .iter()
+        .flatten()
+        .find(|c| c.status == "False" && c.message.is_some())
+        .map(|c| format!("{}: {}", c.reason.clone().unwrap_or_default(), c.message.clone().unwrap_or_default()));
+    container.or(condition).or(status.message).unwrap_or_else(|| status.phase.unwrap_or_default())
+}
+
+/// How the DR cluster reaches the agent relaying to `node`: its node address and hostPort, or the agents' Service.
+async fn agent_address(
+    client: &kube::Client,
+    agent: &AgentAccess,
+    node: &str,
+    t: Duration,
+) -> Result<(String, u16), Failure> {
+    let nodes: Api<Node> = Api::all(client.clone());
+    if agent.service {
+        let services: Api<Service> = Api::namespaced(client.clone(), AGENT_NAMESPACE);
+        let service = with_timeout("get the agents' Service", t, services.get(AGENT_NAME)).await?;
+        let spec = service.spec.clone().unwrap_or_default();
+        let port = spec.ports.iter().flatten().next().cloned().unwrap_or_default();
+        let ingress =
+            service.status.and_then(|s| s.load_balancer).and_then(|l| l.ingress).and_then(|i| i.into_iter().next());
+        if let Some(ingress) = ingress
+            && let Some(host) = ingress.ip.or(ingress.hostname)
+        {
+            return Ok((host, port.port as u16));
+        }
+        if let Some(node_port) = port.node_port {
+            let node = with_timeout(format!("get Node {node}"), t, nodes.get(node)).await?;
+            return Ok((node_address(&node)?, node_port as u16));
+        }
+        return Err(Failure::transient("AgentUnreachable", "the agents' Service has no address yet"));
+    }
+    let node = with_timeout(format!("get Node {node}"), t, nodes.get(node)).await?;
+    Ok((node_address(&node)?, agent.port))
+}
+
+fn node_address(node: &Node) -> Result<String, Failure> {
+    let addresses = node.status.as_ref().and_then(|s| s.addresses.clone()).unwrap_or_default();
+    ["InternalIP", "ExternalIP"]
+        .iter()
+        .find_map(|kind| addresses.iter().find(|a| a.type_ == *kind).map(|a| a.address.clone()))
+        .ok_or_else(|| Failure::transient("AgentUnreachable", format!("node {} has no address", node.name_any())))
+}
+
+/// Follows the Job's pod log until it ends; returns the classified outcome.
+async fn follow_job(api: &Api<Pod>, job: &str, t: Duration, progress: &impl Fn(&Report)) -> Result<Totals, Failure> {
+    let selector = ListParams::default().labels(&format!("job-name={job}"));
+    let deadline = tokio::time::Instant::now() + START_WAIT;
+    let pod_name = loop {
+        let list = with_timeout(format!("list pods of Job {job}"), t, api.list(&selector)).await?;
+        if let Some(pod) = list.items.first() {
+            let status = pod.status.clone().unwrap_or_default();
+            let started = status
+                .container_statuses
+                .iter()
+                .flatten()
+                .any(|c| c.state.as_ref().is_some_and(|s| s.running.is_some() || s.terminated.is_some()));
+            if started {
+                break pod.name_any();
+            }
+            if tokio::time::Instant::now() >= deadline {
+                let why = pod_reason(pod);
+                return Err(Failure::transient("CopyPodNotStarted", format!("copy pod not started: {why}")));
+            }
+        } else if tokio::time::Instant::now() >= deadline {
+            return Err(Failure::transient("CopyPodNotStarted", format!("Job {job} made no pod")));
+        }
+        tokio::time::sleep(POLL).await;
+    };
+    let mut last = None;
+    let params = LogParams { follow: true, container: Some("copy".into()), ..Default::default() };
+    // Follow the log; if it breaks while the pod still runs, follow it again. The copy's timeout bounds this.
+    loop {
+        if let Ok(Ok(stream)) = tokio::time::timeout(t, api.log_stream(&pod_name, &params)).await {
+            let mut lines = stream.lines();
+            while let Some(Ok(line)) = lines.next().await {
+                if let Some(report) = Report::from_line(&line) {
+                    progress(&report);
+                    if matches!(report, Report::Done { .. }) {
+                        last = Some(report);
+                    }
+                }
+            }
+        }
+        let pod = with_timeout(format!("get Pod {pod_name}"), t, api.get_opt(&pod_name)).await?;
+        let phase = pod.as_ref().and_then(|p| p.status.as_ref().and_then(|s| s.phase.clone()));
+        if pod.is_none() || matches!(phase.as_deref(), Some("Succeeded" | "Failed")) {
+            let reason = pod.as_ref().map_or_else(|| "the pod was deleted".to_string(), pod_reason);
+            return classify(last.as_ref(), &reason);
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
