@@ -146,7 +146,7 @@ impl DataSync {
             if run.running {
                 if request.rotate {
                     let (ctx, data, request) = (ctx.clone(), data.clone(), request.clone());
-                    tokio::spawn(async move { super::task::rotate_now(&ctx, &data, &request).await });
+                    tokio::spawn(async move { super::rotation::rotate_now(&ctx, &data, &request).await });
                 }
                 let rotate = run.pending.as_ref().is_some_and(|p| p.rotate);
                 let forced = request.forced || run.pending.as_ref().is_some_and(|p| p.forced);

@@ -10,7 +10,9 @@ pub mod manager;
 pub mod metrics;
 pub mod pods;
 pub mod policy;
+mod rotation;
 pub mod run;
+mod settings;
 mod task;
 
 pub use manager::{DataRequest, DataSync};

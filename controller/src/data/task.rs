@@ -9,65 +9,30 @@ use std::time::{Duration, Instant};
 use dr_syncer_agent::progress::Report;
 use dr_syncer_api::common::VerificationMode;
 use dr_syncer_api::constants::{
-    ANNOTATION_ROTATE_SSH_KEY, ANNOTATION_SOURCE_NAMESPACE, ANNOTATION_VERIFICATION_MODE, LABEL_DR_MANAGED_BY,
-    LABEL_MAPPING, LABEL_MAPPING_NAMESPACE, MANAGED_BY_VALUE,
+    ANNOTATION_SOURCE_NAMESPACE, ANNOTATION_VERIFICATION_MODE, LABEL_DR_MANAGED_BY, LABEL_MAPPING,
+    LABEL_MAPPING_NAMESPACE, MANAGED_BY_VALUE,
 };
-use dr_syncer_api::namespace_mapping::{
-    DEFAULT_DATA_SYNC_TIMEOUT, DEFAULT_KEY_ROTATION_INTERVAL, DataProgress, DataSyncConfig, DataSyncError,
-    PvcDataPhase, PvcDataStatus,
-};
-use dr_syncer_api::remote_cluster::DEFAULT_SAMPLE_PERCENT;
+use dr_syncer_api::namespace_mapping::{DataProgress, DataSyncError, PvcDataPhase, PvcDataStatus};
 use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Secret};
+use k8s_openapi::api::core::v1::PersistentVolumeClaim;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::api::{Api, ListParams};
 use kube::{Resource, ResourceExt};
 use tokio::sync::Semaphore;
 
 use super::failure::{Failure, Totals};
-use super::keys::{self, KeyAction, StoredKey};
+use super::keys::{self, StoredKey};
+use super::lease;
 use super::manager::{DataRequest, DataSync, MappingData, STATUS_EVERY, write_status};
-use super::pods::{self, CopyInput};
+use super::pods::CopyInput;
+use super::rotation::{ensure_key, remove_rotate_annotation};
 use super::run::{AgentAccess, CopyContext};
-use super::{key_store, lease, policy};
+use super::settings::{Settings, settings};
 use crate::mapping::outcome::RetryPolicy;
 use crate::reconcile::Context;
 use crate::reconcile::events::Severity;
 use crate::sync::ownership::label_value;
-
-/// Settings of a mapping's copies.
-struct Settings {
-    config: DataSyncConfig,
-    verify: VerificationMode,
-    sample_percent: u8,
-    timeout: Duration,
-    interval: SignedDuration,
-    options: Vec<String>,
-}
-
-fn settings(request: &DataRequest) -> Result<Settings, Failure> {
-    let config = request.mapping.spec.pvc_config.as_ref().and_then(|p| p.data_sync_config.clone()).unwrap_or_default();
-    let pvc_sync = request.source_rc.spec.pvc_sync.clone().unwrap_or_default();
-    let verify = config.verification_mode.or(pvc_sync.default_verification_mode).unwrap_or_default();
-    let sample = config.sample_percent.or(pvc_sync.default_sample_percent).unwrap_or(DEFAULT_SAMPLE_PERCENT);
-    let duration = |text: Option<&String>, default: &str, field: &str| {
-        humantime::parse_duration(text.map_or(default, String::as_str))
-            .map_err(|e| Failure::permanent("InvalidDataSyncConfig", format!("dataSyncConfig.{field}: {e}")))
-    };
-    let timeout = duration(config.timeout.as_ref(), DEFAULT_DATA_SYNC_TIMEOUT, "timeout")?;
-    let interval =
-        duration(config.key_rotation_interval.as_ref(), DEFAULT_KEY_ROTATION_INTERVAL, "keyRotationInterval")?;
-    let options = pods::rsync_options(&config, verify).map_err(|m| Failure::permanent("InvalidDataSyncConfig", m))?;
-    Ok(Settings {
-        config,
-        verify,
-        sample_percent: sample.clamp(1, 100) as u8,
-        timeout,
-        interval: SignedDuration::try_from(interval).unwrap_or(SignedDuration::from_hours(24)),
-        options,
-    })
-}
 
 fn time(t: Timestamp) -> Time {
     Time(t)
@@ -83,7 +48,7 @@ fn error(failure: &Failure) -> DataSyncError {
 }
 
 /// One run; never fails as a whole (every failure lands in status, an event and a log line).
-pub async fn run(ctx: &Context, manager: &DataSync, data: &Arc<MappingData>, request: &DataRequest) {
+pub(super) async fn run(ctx: &Context, manager: &DataSync, data: &Arc<MappingData>, request: &DataRequest) {
     let mapping = &request.mapping;
     let (ns, name) = (mapping.namespace().unwrap_or_default(), mapping.name_any());
     let writer = spawn_writer(ctx, data, mapping.clone());
@@ -442,92 +407,4 @@ async fn list_pvcs(request: &DataRequest, t: Duration) -> Result<Vec<(String, St
     }
     found.sort();
     Ok(found)
-}
-
-/// Makes, rotates or trims the mapping's key: the agents' authorized set first, then the DR Secrets, then status.
-async fn ensure_key(
-    ctx: &Context,
-    data: &MappingData,
-    request: &DataRequest,
-    settings: &Settings,
-    force: bool,
-) -> Result<StoredKey, Failure> {
-    let _held = data.key_lock.lock().await;
-    let t = ctx.settings.sync_api_timeout;
-    let secret_name = key_store::secret_name(&request.mapping.name_any());
-    let Some(primary) = request.namespaces.first() else {
-        return Err(Failure::transient("NoNamespaces", "the mapping covers no namespace yet"));
-    };
-    let api: Api<Secret> = Api::namespaced(request.destination.clone(), &primary.destination);
-    let stored = key_store::read(&api, &secret_name, t).await?;
-    let now = Timestamp::now();
-    let in_flight = data.in_flight.load(Ordering::SeqCst) > 0;
-    let overlap = SignedDuration::try_from(settings.timeout).unwrap_or(SignedDuration::from_mins(30));
-    let action = keys::decide(stored.as_ref(), now, settings.interval, force);
-    let comment = |generation: i64| format!("dr-syncer:{}:{generation}", request.key());
-    let generate = |generation| {
-        dr_syncer_agent::keys::generate(&comment(generation)).map_err(|e| Failure::transient("KeyError", e.to_string()))
-    };
-    let key = match (&action, stored) {
-        (KeyAction::Keep, Some(mut key)) => {
-            key.retiring = keys::prune(&key.retiring, now, in_flight);
-            key
-        }
-        (KeyAction::Rotate(_), Some(old)) => {
-            keys::rotate(&old, &generate(old.generation + 1)?, now, overlap, in_flight)
-        }
-        _ => keys::first(&generate(1)?, now),
-    };
-    // The agents learn the new public key before any copy can hold the new private key.
-    let edit = policy::Edit::Keys { mapping: request.key(), keys: keys::authorized(&key) };
-    policy::edit(&request.source, &edit, t).await?;
-    let mapping = (request.mapping.namespace().unwrap_or_default(), request.mapping.name_any());
-    for covered in &request.namespaces {
-        let api: Api<Secret> = Api::namespaced(request.destination.clone(), &covered.destination);
-        let secret = key_store::to_secret(&key, &secret_name, &covered.destination, (&mapping.0, &mapping.1));
-        key_store::write(&api, &secret, t).await?;
-    }
-    data.update(|s| s.key = Some(keys::status(&key, settings.interval)));
-    let made = match &action {
-        KeyAction::Rotate(why) => Some(*why),
-        KeyAction::Create => Some("FirstKey"),
-        KeyAction::Keep => None,
-    };
-    if let Some(why) = made {
-        let note = format!("SSH client key generation {} ({}), fingerprint {}", key.generation, why, key.fingerprint);
-        tracing::info!(mapping = %request.key(), generation = key.generation, fingerprint = %key.fingerprint, why, "client key made");
-        ctx.events
-            .publish(&request.mapping.object_ref(&()), Severity::Normal, "ClientKeyRotated", "DataSync", &note)
-            .await;
-    }
-    Ok(key)
-}
-
-async fn remove_rotate_annotation(ctx: &Context, request: &DataRequest) {
-    let api: Api<dr_syncer_api::NamespaceMapping> =
-        Api::namespaced(ctx.client.clone(), &request.mapping.namespace().unwrap_or_default());
-    let patch = serde_json::json!({"metadata": {"annotations": {ANNOTATION_ROTATE_SSH_KEY: null}}});
-    let (name, params, patch) = (request.mapping.name_any(), PatchParams::default(), Patch::Merge(&patch));
-    let call = api.patch(&name, &params, &patch);
-    if let Err(error) =
-        crate::error::with_timeout("remove the rotate-ssh-key annotation", ctx.settings.api_timeout, call).await
-    {
-        tracing::warn!(mapping = %request.key(), %error, "cannot remove the rotate-ssh-key annotation");
-    }
-}
-
-/// Rotates the mapping's key now, while a run may be copying (its copies keep the previous key until they end).
-pub async fn rotate_now(ctx: &Context, data: &MappingData, request: &DataRequest) {
-    let result = match settings(request) {
-        Ok(settings) => ensure_key(ctx, data, request, &settings, true).await.map(|_| ()),
-        Err(failure) => Err(failure),
-    };
-    match result {
-        Ok(()) => remove_rotate_annotation(ctx, request).await,
-        Err(failure) => {
-            tracing::warn!(mapping = %request.key(), reason = failure.reason, message = %failure.message, "key rotation failed");
-            let object = request.mapping.object_ref(&());
-            ctx.events.publish(&object, Severity::Warning, failure.reason, "RotateKey", &failure.message).await;
-        }
-    }
 }
