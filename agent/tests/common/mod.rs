@@ -167,7 +167,7 @@ impl Lab {
             .arg(&self.volume)
             .arg("--destination")
             .arg(&self.dest)
-            .args(["--verify", verify, "--sample-percent", "50", "--scratch"])
+            .args(["--verify", verify, "--sample-percent", "100", "--scratch"])
             .arg(&self.dir)
             .args(["--", "-aHAXS", "--numeric-ids", "--delete", "--partial-dir=.dr-syncer-partial"])
             .stdin(Stdio::null())

@@ -1,156 +1,82 @@
 //! A Lease per source PVC, in the mapping's namespace of the controller's cluster, so two controllers (or two
-//! mappings naming the same PVC) never copy the same PVC at once. Held for one copy and renewed while it runs; a
-//! holder that vanished loses it when its hold expires.
+//! mappings naming the same PVC) never copy the same PVC at once. [`kube_lease_manager`] takes, renews and hands
+//! back the Lease, as it does for leader election; a holder that vanished loses it when its hold expires.
 
 use std::time::Duration;
 
-use dr_syncer_api::constants::{FIELD_MANAGER_DATA, LABEL_MANAGED_BY, MANAGED_BY_VALUE};
-use jiff::Timestamp;
+use dr_syncer_api::constants::FIELD_MANAGER_DATA;
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
-use kube::api::{Api, DeleteParams, ObjectMeta, PostParams};
-use tokio_util::sync::CancellationToken;
+use kube::Api;
+use kube_lease_manager::{LeaseManager, LeaseManagerBuilder, LeaseManagerError};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
 
 use super::failure::Failure;
-use crate::error::with_timeout;
 
-/// How long a hold lasts without renewal.
-pub const HOLD: Duration = Duration::from_secs(60);
+/// How long a hold lasts without renewal, in seconds.
+pub const HOLD_SECONDS: u64 = 60;
+/// The holder renews this long before its hold expires, in seconds.
+pub const GRACE_SECONDS: u64 = 15;
 
 /// Name of the Lease of a source PVC (`cluster/namespace/pvc`).
 pub fn name(cluster: &str, namespace: &str, pvc: &str) -> String {
     format!("dr-syncer-pvc-{}", super::short_hash(&format!("{cluster}/{namespace}/{pvc}")))
 }
 
-/// Whether `lease` may be taken by `identity` at `now`.
-pub fn free_for(lease: &Lease, identity: &str, now: Timestamp) -> bool {
-    let spec = lease.spec.clone().unwrap_or_default();
-    let holder = spec.holder_identity.unwrap_or_default();
-    if holder.is_empty() || holder == identity {
-        return true;
-    }
-    let renewed = spec.renew_time.map(|t| t.0).unwrap_or(Timestamp::UNIX_EPOCH);
-    let hold = i64::from(spec.lease_duration_seconds.unwrap_or(0));
-    renewed.saturating_add(jiff::SignedDuration::from_secs(hold)).is_ok_and(|end| now > end)
+/// Field manager of this process's PVC Leases: one per process, so a second controller's apply of a held Lease
+/// conflicts instead of silently taking it over.
+pub fn field_manager(identity: &str) -> String {
+    format!("{FIELD_MANAGER_DATA}-{identity}").chars().take(128).collect()
 }
 
-/// A held Lease; renewed in the background until [`Held::release`].
+/// A held Lease, renewed in the background until [`Held::release`].
 pub struct Held {
-    api: Api<Lease>,
-    name: String,
-    stop: CancellationToken,
+    state: watch::Receiver<bool>,
+    task: JoinHandle<Result<LeaseManager, LeaseManagerError>>,
 }
 
-fn body(name: &str, identity: &str, holder_of: &str, now: Timestamp) -> Lease {
-    let mut labels = std::collections::BTreeMap::new();
-    labels.insert(LABEL_MANAGED_BY.to_string(), MANAGED_BY_VALUE.to_string());
-    let mut annotations = std::collections::BTreeMap::new();
-    annotations.insert("dr-syncer.io/pvc".to_string(), holder_of.to_string());
-    Lease {
-        metadata: ObjectMeta {
-            name: Some(name.into()),
-            labels: Some(labels),
-            annotations: Some(annotations),
-            ..Default::default()
-        },
-        spec: Some(k8s_openapi::api::coordination::v1::LeaseSpec {
-            holder_identity: Some(identity.into()),
-            lease_duration_seconds: Some(HOLD.as_secs() as i32),
-            acquire_time: Some(MicroTime(now)),
-            renew_time: Some(MicroTime(now)),
-            ..Default::default()
-        }),
-    }
-}
-
-/// Takes the Lease `name` for `identity`, or says who holds it.
+/// Takes the Lease `name` in `namespace` for `identity` within `timeout`, or says who holds it.
 pub async fn acquire(
-    api: Api<Lease>,
+    client: &kube::Client,
+    namespace: &str,
     name: &str,
     identity: &str,
     what: &str,
     timeout: Duration,
 ) -> Result<Held, Failure> {
-    let now = Timestamp::now();
-    let params = PostParams { field_manager: Some(FIELD_MANAGER_DATA.into()), ..Default::default() };
-    match with_timeout(format!("get Lease {name}"), timeout, api.get_opt(name)).await? {
-        None => {
-            with_timeout(
-                format!("create Lease {name}"),
-                timeout,
-                api.create(&params, &body(name, identity, what, now)),
-            )
-            .await
-            .map_err(|_| Failure::transient("PvcLocked", format!("Lease {name} of {what} was taken meanwhile")))?;
+    let building = LeaseManagerBuilder::new(client.clone(), name)
+        .with_namespace(namespace)
+        .with_identity(identity)
+        .with_duration(HOLD_SECONDS)
+        .with_grace(GRACE_SECONDS)
+        .with_field_manager(field_manager(identity))
+        .build();
+    let manager = match tokio::time::timeout(timeout, building).await {
+        Ok(Ok(manager)) => manager,
+        Ok(Err(error)) => return Err(Failure::transient("LeaseError", format!("Lease {name} of {what}: {error}"))),
+        Err(_) => {
+            return Err(Failure::transient("Timeout", format!("Lease {name} of {what}: no answer in {timeout:?}")));
         }
-        Some(current) if free_for(&current, identity, now) => {
-            let mut next = body(name, identity, what, now);
-            next.metadata.resource_version = current.metadata.resource_version.clone();
-            with_timeout(format!("take Lease {name}"), timeout, api.replace(name, &params, &next))
-                .await
-                .map_err(|_| Failure::transient("PvcLocked", format!("Lease {name} of {what} was taken meanwhile")))?;
-        }
-        Some(current) => {
-            let holder = current.spec.and_then(|s| s.holder_identity).unwrap_or_default();
-            return Err(Failure::transient("PvcLocked", format!("{what} is being copied by {holder} (Lease {name})")));
-        }
+    };
+    let (mut state, task) = manager.watch().await;
+    let taken = matches!(tokio::time::timeout(timeout, state.wait_for(|held| *held)).await, Ok(Ok(_)));
+    if taken {
+        return Ok(Held { state, task });
     }
-    let stop = CancellationToken::new();
-    tokio::spawn(renew(api.clone(), name.to_string(), identity.to_string(), what.to_string(), timeout, stop.clone()));
-    Ok(Held { api, name: name.to_string(), stop })
-}
-
-async fn renew(
-    api: Api<Lease>,
-    name: String,
-    identity: String,
-    what: String,
-    timeout: Duration,
-    stop: CancellationToken,
-) {
-    let params = PostParams { field_manager: Some(FIELD_MANAGER_DATA.into()), ..Default::default() };
-    loop {
-        tokio::select! {
-            _ = stop.cancelled() => return,
-            _ = tokio::time::sleep(HOLD / 3) => {}
-        }
-        let current = match tokio::time::timeout(timeout, api.get_opt(&name)).await {
-            Ok(Ok(Some(current))) => current,
-            _ => continue,
-        };
-        if current.spec.as_ref().and_then(|s| s.holder_identity.as_deref()) != Some(identity.as_str()) {
-            tracing::warn!(lease = %name, pvc = %what, "the PVC's Lease was taken by someone else");
-            return;
-        }
-        let mut next = current.clone();
-        if let Some(spec) = next.spec.as_mut() {
-            spec.renew_time = Some(MicroTime(Timestamp::now()));
-        }
-        let _ = tokio::time::timeout(timeout, api.replace(&name, &params, &next)).await;
-    }
+    // Not ours: stop trying (the watcher ends when the receiver is gone) and name the holder.
+    drop(state);
+    let api: Api<Lease> = Api::namespaced(client.clone(), namespace);
+    let holder = match tokio::time::timeout(timeout, api.get_opt(name)).await {
+        Ok(Ok(Some(lease))) => lease.spec.and_then(|s| s.holder_identity).unwrap_or_default(),
+        _ => String::new(),
+    };
+    Err(Failure::transient("PvcLocked", format!("{what} is being copied by {holder:?} (Lease {name})")))
 }
 
 impl Held {
-    /// Stops renewing and deletes the Lease.
+    /// Stops renewing and hands the Lease back.
     pub async fn release(self, timeout: Duration) {
-        self.stop.cancel();
-        let _ = tokio::time::timeout(timeout, self.api.delete(&self.name, &DeleteParams::default())).await;
-    }
-}
-
-#[cfg(test)]
-#[allow(clippy::unwrap_used)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn free_for_allows_the_holder_and_expired_holds_when_checked() {
-        let now = Timestamp::from_second(1_800_000_000).unwrap();
-        let held = body("l", "a", "pvc", now);
-        let cases = [("a", now, true), ("b", now, false), ("b", now + jiff::SignedDuration::from_secs(61), true)];
-        for (who, at, expected) in cases {
-            assert_eq!(free_for(&held, who, at), expected, "{who} {at}");
-        }
-        assert!(free_for(&Lease::default(), "b", now));
+        drop(self.state);
+        let _ = tokio::time::timeout(timeout, self.task).await;
     }
 }

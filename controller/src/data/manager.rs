@@ -172,11 +172,6 @@ impl DataSync {
         });
     }
 
-    /// Whether a data sync of mapping `namespace/name` is running.
-    pub fn running(&self, key: &str) -> bool {
-        self.data(key).run.lock().map(|r| r.running).unwrap_or(false)
-    }
-
     /// Stops the mapping's copies and forgets it (the mapping was deleted or no longer copies data).
     pub fn forget(&self, namespace: &str, name: &str) {
         let key = format!("{namespace}/{name}");

@@ -19,6 +19,5 @@ pub use manager::{DataRequest, DataSync};
 
 /// A stable 16-hex-digit digest of `text`, for object names derived from long or arbitrary strings.
 pub fn short_hash(text: &str) -> String {
-    use sha2::{Digest, Sha256};
-    hex::encode(Sha256::digest(text.as_bytes()))[..16].to_string()
+    crate::sync::ownership::sha256_hex(text.as_bytes())[..16].to_string()
 }

@@ -14,7 +14,6 @@ use dr_syncer_api::constants::{
 };
 use dr_syncer_api::namespace_mapping::{DataProgress, DataSyncError, PvcDataPhase, PvcDataStatus};
 use jiff::{SignedDuration, Timestamp};
-use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::PersistentVolumeClaim;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, ListParams};
@@ -208,7 +207,6 @@ async fn copy_pvc(
 ) {
     let (ns, name) = (request.mapping.namespace().unwrap_or_default(), request.mapping.name_any());
     let pvc_what = format!("{}/{}", job.source_ns, job.pvc);
-    let leases: Api<Lease> = Api::namespaced(ctx.client.clone(), &ns);
     let lease_name = lease::name(&request.source_rc.name_any(), &job.source_ns, &job.pvc);
     let retry = RetryPolicy::from_config(request.mapping.spec.retry_config.as_ref());
     let started = Instant::now();
@@ -227,7 +225,7 @@ async fn copy_pvc(
         attempt += 1;
         set_pvc(data, &job.source_ns, &job.pvc, &job.destination_ns, |p| p.attempts = attempt);
         let result =
-            match lease::acquire(leases.clone(), &lease_name, &manager.identity, &pvc_what, ctx.settings.api_timeout)
+            match lease::acquire(&ctx.client, &ns, &lease_name, &manager.identity, &pvc_what, ctx.settings.api_timeout)
                 .await
             {
                 Ok(held) => {
