@@ -6,9 +6,10 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Lab, tree};
+use common::Lab;
 use dr_syncer_agent::keys::generate;
 use dr_syncer_agent::progress::Report;
+use dr_syncer_testlab::tree;
 
 #[test]
 fn pull_copies_the_tree_exactly_and_converges_when_the_source_changes() {

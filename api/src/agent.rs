@@ -29,9 +29,17 @@ pub const ENV_NODE_NAME: &str = "NODE_NAME";
 /// User the agent's bastion runs as (non-root).
 pub const AGENT_USER_ID: i64 = 65532;
 
+const TARGETS_PREFIX: &str = "targets.";
+const TARGETS_SUFFIX: &str = ".json";
+
 /// Key of a node's JSON target set in [`AGENT_POLICY_SECRET`]: the rsync pods on `node` each mapping may reach.
 pub fn policy_targets_key(node: &str) -> String {
-    format!("targets.{node}.json")
+    format!("{TARGETS_PREFIX}{node}{TARGETS_SUFFIX}")
+}
+
+/// The node whose target set `key` of [`AGENT_POLICY_SECRET`] is, if it is one.
+pub fn policy_targets_node(key: &str) -> Option<&str> {
+    key.strip_prefix(TARGETS_PREFIX)?.strip_suffix(TARGETS_SUFFIX).filter(|node| !node.is_empty())
 }
 
 #[cfg(test)]
@@ -43,6 +51,10 @@ mod tests {
         let valid = regex::Regex::new(r"^[-._a-zA-Z0-9]+$").unwrap();
         for node in ["source-node", "ip-10-0-0-1.eu-west-1.compute.internal", "n"] {
             assert!(valid.is_match(&policy_targets_key(node)), "{node}");
+            assert_eq!(policy_targets_node(&policy_targets_key(node)), Some(node));
+        }
+        for other in ["authorized.json", "targets..json", "targets.n.yaml"] {
+            assert_eq!(policy_targets_node(other), None, "{other}");
         }
     }
 }

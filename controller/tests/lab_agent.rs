@@ -7,11 +7,9 @@
 
 mod common;
 
-use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
-use common::{Env, remote_cluster};
+use common::{Env, data, remote_cluster};
 use dr_syncer_agent::keys;
 use dr_syncer_api::agent::{
     AGENT_NAME, AGENT_NAMESPACE, AGENT_POLICY_SECRET, POLICY_AUTHORIZED_KEY, policy_targets_key,
@@ -20,9 +18,9 @@ use dr_syncer_api::remote_cluster::PvcSyncStatus;
 use dr_syncer_controller::agent::host_key;
 use dr_syncer_testlab::eventually_async;
 use k8s_openapi::api::apps::v1::DaemonSet;
-use k8s_openapi::api::core::v1::{Node, Pod, Secret};
+use k8s_openapi::api::core::v1::{Pod, Secret};
+use kube::Api;
 use kube::api::{DeleteParams, ListParams, LogParams, Patch, PatchParams};
-use kube::{Api, Client};
 use serde_json::json;
 
 const WAIT: Duration = Duration::from_secs(120);
@@ -37,56 +35,10 @@ async fn enable(env: &Env, name: &str, enabled: bool) {
     env.apply_ctl(&rc).await;
 }
 
-/// Removes agents a crashed earlier run left behind (they would belong to a control namespace that is gone).
-async fn remove_leftovers(source: &Client) {
-    let ds: Api<DaemonSet> = Api::namespaced(source.clone(), AGENT_NAMESPACE);
-    let _ = ds.delete(AGENT_NAME, &DeleteParams::default()).await;
-    let secrets: Api<Secret> = Api::namespaced(source.clone(), AGENT_NAMESPACE);
-    let _ = secrets.delete(AGENT_POLICY_SECRET, &DeleteParams::default()).await;
-}
-
-async fn node_ip(client: &Client) -> (String, String) {
-    let nodes: Api<Node> = Api::all(client.clone());
-    let node = nodes.list(&ListParams::default()).await.unwrap().items.remove(0);
-    let ip = node.status.unwrap().addresses.unwrap().into_iter().find(|a| a.type_ == "InternalIP").unwrap().address;
-    (node.metadata.name.unwrap(), ip)
-}
-
-/// Runs the OpenSSH client against the bastion with `key` and a known_hosts pinning `host_public`; returns
-/// (exit code, stdout, stderr).
-fn ssh(
-    dir: &Path,
-    ip: &str,
-    key: &keys::KeyPair,
-    host_public: &str,
-    options: &[&str],
-    command: &[&str],
-) -> (i32, String, String) {
-    let key_path = dir.join("id");
-    std::fs::write(&key_path, key.private_openssh.as_bytes()).unwrap();
-    std::fs::set_permissions(&key_path, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
-    let known = dir.join("known_hosts");
-    std::fs::write(&known, format!("[{ip}]:2222 {host_public}\n")).unwrap();
-    let out = Command::new("ssh")
-        .args(["-F", "/dev/null", "-p", "2222", "-i"])
-        .arg(&key_path)
-        .args(["-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes", "-o", "IdentitiesOnly=yes"])
-        .args(["-o", "ConnectTimeout=10", "-o"])
-        .arg(format!("UserKnownHostsFile={}", known.display()))
-        .args(options)
-        .arg(format!("dr-syncer@{ip}"))
-        .args(command)
-        .stdin(std::process::Stdio::null())
-        .output()
-        .expect("ssh");
-    let text = |b: &[u8]| String::from_utf8_lossy(b).to_string();
-    (out.status.code().unwrap_or(-1), text(&out.stdout), text(&out.stderr))
-}
-
 #[tokio::test]
 async fn agents_install_with_a_pinned_host_key_and_follow_their_policy_secret() {
     let env = Env::start("lab-agent").await;
-    remove_leftovers(&env.source_client).await;
+    data::remove_leftover_agents(&env.source_client).await;
     enable(&env, "source", true).await;
     let status = eventually_async("agents Ready", WAIT, || async {
         let s = pvc_sync_status(&env, "source").await.ok_or("no pvcSync status")?;
@@ -112,13 +64,14 @@ async fn agents_install_with_a_pinned_host_key_and_follow_their_policy_secret() 
 
     let dir = std::env::temp_dir().join(dr_syncer_testlab::unique_name("lab-agent-ssh"));
     std::fs::create_dir_all(&dir).unwrap();
-    let (node, ip) = node_ip(&env.source_client).await;
+    let (node, ip) = data::node_ip(&env.source_client).await;
     let client_key = keys::generate("lab-agent-client").unwrap();
+    let id = data::identity_file(&dir, "id", &client_key.private_openssh);
     // A wrong pinned key is refused by the client; the right one gets as far as authentication.
     let other = keys::generate("impostor").unwrap();
-    let (code, _, err) = ssh(&dir, &ip, &client_key, &other.public_openssh, &[], &["true"]);
+    let (code, _, err) = data::ssh(&dir, &ip, &id, &other.public_openssh, &[], &["true"]);
     assert!(code == 255 && err.contains("Host key verification failed"), "{code}: {err}");
-    let (code, _, err) = ssh(&dir, &ip, &client_key, &host.public_openssh, &[], &["true"]);
+    let (code, _, err) = data::ssh(&dir, &ip, &id, &host.public_openssh, &[], &["true"]);
     assert!(code == 255 && err.contains("Permission denied (publickey)"), "{code}: {err}");
 
     // Authorize the key for mapping "m" with one target: the agent pod's own SSH port.
@@ -134,14 +87,14 @@ async fn agents_install_with_a_pinned_host_key_and_follow_their_policy_secret() 
     // The listed address is relayed (its SSH banner comes back); any other is refused after authentication.
     let allowed = format!("{agent_ip}:2222");
     let out = eventually_async("relay to the listed target", Duration::from_secs(30), || async {
-        let (code, out, err) = ssh(&dir, &ip, &client_key, &host.public_openssh, &["-W", &allowed], &[]);
+        let (code, out, err) = data::ssh(&dir, &ip, &id, &host.public_openssh, &["-W", &allowed], &[]);
         if out.starts_with("SSH-2.0-") { Ok(out) } else { Err(format!("{code}: {out} {err}")) }
     })
     .await;
     assert!(out.starts_with("SSH-2.0-"));
-    let (code, _, err) = ssh(&dir, &ip, &client_key, &host.public_openssh, &["-W", "10.88.0.250:2222"], &[]);
+    let (code, _, err) = data::ssh(&dir, &ip, &id, &host.public_openssh, &["-W", "10.88.0.250:2222"], &[]);
     assert!(code == 255 && err.contains("administratively prohibited"), "{code}: {err}");
-    let (code, _, err) = ssh(&dir, &ip, &client_key, &host.public_openssh, &[], &["true"]);
+    let (code, _, err) = data::ssh(&dir, &ip, &id, &host.public_openssh, &[], &["true"]);
     assert_eq!(code, 255, "a session (exec) is refused: {err}");
     let log = pods.logs(&agent.metadata.name.clone().unwrap(), &LogParams::default()).await.unwrap();
     assert!(log.contains(&client_key.fingerprint) && log.contains("TargetNotAllowed"), "{log}");

@@ -1,8 +1,6 @@
 //! A bastion and an rsync pod server on loopback, with keys, an OpenSSH client configuration per key and a volume.
 #![allow(dead_code)]
 
-pub mod tree;
-
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::os::unix::fs::PermissionsExt;
@@ -48,7 +46,12 @@ impl Lab {
     /// `shop` (current), `retired` (listed for shop, past its notAfter), `other` (another mapping, no pods here),
     /// `stranger` (listed nowhere).
     pub fn start(name: &str) -> Lab {
-        let dir = std::env::temp_dir().join(format!("dr-syncer-agent-{name}-{}", std::process::id()));
+        Lab::start_in(name, &std::env::temp_dir())
+    }
+
+    /// Like [`Lab::start`], with the scratch directory (volume and destination too) under `base`.
+    pub fn start_in(name: &str, base: &Path) -> Lab {
+        let dir = base.join(format!("dr-syncer-agent-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         let (volume, dest) = (dir.join("volume"), dir.join("dest"));
         for d in [&dir, &volume, &dest] {
@@ -210,6 +213,21 @@ impl Lab {
         let mut text = String::new();
         stream.read_to_string(&mut text).unwrap();
         text
+    }
+
+    /// Process id of the bastion.
+    pub fn bastion_pid(&self) -> u32 {
+        self.bastion.pid()
+    }
+
+    /// Address of the rsync pod server.
+    pub fn serve_addr(&self) -> SocketAddr {
+        self.serve_addr
+    }
+
+    /// Path of the OpenSSH client configuration for `key` (hosts `bastion` and `target`).
+    pub fn ssh_config(&self, key: &str) -> PathBuf {
+        self.config(key)
     }
 
     /// Log lines of the rsync pod server.

@@ -26,12 +26,13 @@ pub fn enabled(rc: &RemoteCluster) -> bool {
 }
 
 /// Installs, upgrades or removes the agents of `rc` in its cluster (`remote`), as its spec asks, and reads back
-/// how they run. `local` is the controller's own cluster, where the host key is kept.
+/// how they run. `local` is the controller's own cluster, where the host key is kept; `scope` the one namespace
+/// the controller watches, if any.
 pub async fn reconcile(
     local: &Client,
     remote: &Client,
     rc: &RemoteCluster,
-    default_image: &str,
+    (default_image, scope): (&str, Option<&str>),
     timeout: Duration,
 ) -> AgentOutcome {
     let owner = owner(rc);
@@ -45,7 +46,7 @@ pub async fn reconcile(
             Err(e) => failed(&e),
         };
     }
-    match install_and_read(local, remote, rc, &owner, default_image, timeout).await {
+    match install_and_read(local, remote, rc, &owner, (default_image, scope), timeout).await {
         Ok(outcome) => outcome,
         Err(e) => failed(&e),
     }
@@ -56,7 +57,7 @@ async fn install_and_read(
     remote: &Client,
     rc: &RemoteCluster,
     owner: &str,
-    default_image: &str,
+    (default_image, scope): (&str, Option<&str>),
     timeout: Duration,
 ) -> Result<AgentOutcome, Error> {
     let key = host_key::ensure(local, rc, timeout).await?;
@@ -72,6 +73,10 @@ async fn install_and_read(
     };
     let plan = manifests::plan(&input)?;
     install::install(remote, &plan, owner, timeout).await?;
+    // Keys of deleted mappings (or ones that stopped copying data) are revoked even if the controller missed it.
+    if let Err(failure) = crate::data::policy::revoke_stale(local, remote, scope, timeout).await {
+        tracing::warn!(remote_cluster = %owner, reason = failure.reason, message = %failure.message, "stale agent keys not revoked yet");
+    }
     let observed = install::read(remote, timeout).await?;
     Ok(AgentOutcome::Installed { observed, fingerprint: key.fingerprint.clone(), image: plan.image.clone() })
 }

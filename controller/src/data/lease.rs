@@ -74,6 +74,17 @@ pub async fn acquire(
 }
 
 impl Held {
+    /// Resolves when the Lease is no longer held (it could not be renewed, or someone else took it).
+    pub async fn lost(&self) {
+        let mut state = self.state.clone();
+        let _ = state.wait_for(|held| !*held).await;
+    }
+
+    /// Whether the Lease is no longer held.
+    pub fn is_lost(&self) -> bool {
+        !*self.state.borrow()
+    }
+
     /// Stops renewing and hands the Lease back.
     pub async fn release(self, timeout: Duration) {
         drop(self.state);

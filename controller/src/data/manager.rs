@@ -63,6 +63,8 @@ pub struct MappingData {
     /// PVCs that failed permanently → the mapping generation they failed at.
     pub permanent: Mutex<HashMap<(String, String), i64>>,
     run: Mutex<RunState>,
+    /// The newest request: where the mapping's copies go, for cleaning up after it.
+    last: Mutex<Option<DataRequest>>,
     /// Cancelled when the mapping is deleted.
     pub cancel: CancellationToken,
 }
@@ -141,6 +143,9 @@ impl DataSync {
     /// Starts a data sync of the mapping, or queues it behind the running one (the newest request wins).
     pub fn request(&self, ctx: &Context, request: DataRequest) {
         let data = self.data(&request.key());
+        if let Ok(mut last) = data.last.lock() {
+            *last = Some(request.clone());
+        }
         {
             let Ok(mut run) = data.run.lock() else { return };
             if run.running {
@@ -172,24 +177,54 @@ impl DataSync {
         });
     }
 
-    /// Stops the mapping's copies and forgets it (the mapping was deleted or no longer copies data).
-    pub fn forget(&self, namespace: &str, name: &str) {
+    /// Stops the mapping's copies and forgets it — the mapping was deleted (`deleted`) or no longer copies data.
+    /// In the background, its keys are revoked at the agents, the objects of its copies and its key Secrets are
+    /// deleted, and (when it still exists) its `status.dataSync` is removed.
+    pub fn forget(&self, ctx: &Context, namespace: &str, name: &str, deleted: bool) {
         let key = format!("{namespace}/{name}");
-        if let Some(data) = self.mappings.lock().ok().and_then(|mut m| m.remove(&key)) {
-            data.cancel.cancel();
-        }
+        let Some(data) = self.mappings.lock().ok().and_then(|mut m| m.remove(&key)) else { return };
+        data.cancel.cancel();
         self.metrics.forget_mapping((namespace, name));
+        let Some(last) = data.last.lock().ok().and_then(|mut l| l.take()) else { return };
+        let ctx = ctx.clone();
+        tokio::spawn(async move {
+            let (ns, name) = (last.mapping.namespace().unwrap_or_default(), last.mapping.name_any());
+            let scope = super::sweep::Scope {
+                source: &last.source,
+                destination: &last.destination,
+                mapping: (&ns, &name),
+                timeout: ctx.settings.sync_api_timeout,
+            };
+            let pairs: Vec<(String, String)> =
+                last.namespaces.iter().map(|c| (c.source.clone(), c.destination.clone())).collect();
+            if let Err(failure) = super::sweep::mapping(&scope, &pairs).await {
+                tracing::warn!(mapping = %key, reason = failure.reason, message = %failure.message,
+                    "could not remove everything data sync made for the mapping; the RemoteCluster's agent check revokes its keys later");
+            }
+            if !deleted && let Err(error) = clear_status(&ctx, &last.mapping).await {
+                tracing::debug!(mapping = %key, %error, "status.dataSync not removed");
+            }
+        });
     }
 }
 
 /// Writes `status.dataSync` of the mapping with the data field manager.
 pub async fn write_status(ctx: &Context, mapping: &NamespaceMapping, status: &DataSyncStatus) -> Result<(), Error> {
+    apply_status(ctx, mapping, serde_json::json!({"dataSync": status})).await
+}
+
+/// Removes `status.dataSync` (the data field manager applies a status without it).
+async fn clear_status(ctx: &Context, mapping: &NamespaceMapping) -> Result<(), Error> {
+    apply_status(ctx, mapping, serde_json::json!({})).await
+}
+
+async fn apply_status(ctx: &Context, mapping: &NamespaceMapping, status: serde_json::Value) -> Result<(), Error> {
     let api: Api<NamespaceMapping> = Api::namespaced(ctx.client.clone(), &mapping.namespace().unwrap_or_default());
     let body = serde_json::json!({
         "apiVersion": dr_syncer_api::constants::API_VERSION,
         "kind": "NamespaceMapping",
         "metadata": {"name": mapping.name_any()},
-        "status": {"dataSync": status},
+        "status": status,
     });
     let params = PatchParams::apply(FIELD_MANAGER_DATA).force();
     let what = format!("update status.dataSync of NamespaceMapping {}", mapping.name_any());

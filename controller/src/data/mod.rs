@@ -10,9 +10,11 @@ pub mod manager;
 pub mod metrics;
 pub mod pods;
 pub mod policy;
+mod pvc_task;
 mod rotation;
 pub mod run;
 mod settings;
+pub mod sweep;
 mod task;
 
 pub use manager::{DataRequest, DataSync};

@@ -18,6 +18,8 @@ use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Pod, Secret};
 use serde_json::json;
 
+use crate::sync::ownership::label_value;
+
 /// `dr-syncer.io/data-role` of source rsync pods.
 pub const ROLE_SOURCE: &str = "source-rsync";
 /// `dr-syncer.io/data-role` of DR copy Jobs and their pods.
@@ -73,16 +75,30 @@ pub fn object_name(role: &str, input: &CopyInput) -> String {
     format!("dr-syncer-{short}-{}-{}", dns_part(&input.pvc, 30), dns_part(&input.sync_id, 12))
 }
 
-/// Labels of every object of this copy, for listing and garbage collection.
+/// Labels of every object of this copy, for listing and garbage collection (names too long for a label value are
+/// hashed, as for every other dr-syncer label).
 pub fn labels(role: &str, input: &CopyInput) -> BTreeMap<String, String> {
     BTreeMap::from([
         (LABEL_MANAGED_BY.to_string(), MANAGED_BY_VALUE.to_string()),
-        (LABEL_MAPPING.to_string(), input.mapping.1.clone()),
-        (LABEL_MAPPING_NAMESPACE.to_string(), input.mapping.0.clone()),
-        (LABEL_PVC_NAME.to_string(), input.pvc.clone()),
-        (LABEL_SYNC_ID.to_string(), input.sync_id.clone()),
+        (LABEL_MAPPING.to_string(), label_value(&input.mapping.1)),
+        (LABEL_MAPPING_NAMESPACE.to_string(), label_value(&input.mapping.0)),
+        (LABEL_PVC_NAME.to_string(), label_value(&input.pvc)),
+        (LABEL_SYNC_ID.to_string(), label_value(&input.sync_id)),
         (LABEL_DATA_ROLE.to_string(), role.to_string()),
     ])
+}
+
+/// Label selector of the copy objects of mapping `(namespace, name)`: of one PVC, or of all its PVCs.
+pub fn selector(mapping: (&str, &str), pvc: Option<&str>) -> String {
+    let mut selector = format!(
+        "{LABEL_MANAGED_BY}={MANAGED_BY_VALUE},{LABEL_MAPPING}={},{LABEL_MAPPING_NAMESPACE}={},{LABEL_DATA_ROLE}",
+        label_value(mapping.1),
+        label_value(mapping.0)
+    );
+    if let Some(pvc) = pvc {
+        selector.push_str(&format!(",{LABEL_PVC_NAME}={}", label_value(pvc)));
+    }
+    selector
 }
 
 /// The rsync options of a mapping's copies: archive with hard links, ACLs, xattrs, sparse files and numeric owners,

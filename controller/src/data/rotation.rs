@@ -27,6 +27,8 @@ pub(super) async fn ensure_key(
 ) -> Result<StoredKey, Failure> {
     let _held = data.key_lock.lock().await;
     let t = ctx.settings.sync_api_timeout;
+    // A rotation on demand happens once per annotation: whoever holds the lock first rotates and removes it.
+    let force = force && rotation_requested(ctx, request).await;
     let secret_name = key_store::secret_name(&request.mapping.name_any());
     let Some(primary) = request.namespaces.first() else {
         return Err(Failure::transient("NoNamespaces", "the mapping covers no namespace yet"));
@@ -66,6 +68,9 @@ pub(super) async fn ensure_key(
         KeyAction::Create => Some("FirstKey"),
         KeyAction::Keep => None,
     };
+    if force {
+        remove_rotate_annotation(ctx, request).await;
+    }
     if let Some(why) = made {
         let note = format!("SSH client key generation {} ({}), fingerprint {}", key.generation, why, key.fingerprint);
         tracing::info!(mapping = %request.key(), generation = key.generation, fingerprint = %key.fingerprint, why, "client key made");
@@ -76,7 +81,21 @@ pub(super) async fn ensure_key(
     Ok(key)
 }
 
-pub(super) async fn remove_rotate_annotation(ctx: &Context, request: &DataRequest) {
+/// Whether the live mapping still carries the rotate annotation (an error reads as yes: rotating once too often
+/// is harmless, missing a requested rotation is not).
+async fn rotation_requested(ctx: &Context, request: &DataRequest) -> bool {
+    let api: Api<dr_syncer_api::NamespaceMapping> =
+        Api::namespaced(ctx.client.clone(), &request.mapping.namespace().unwrap_or_default());
+    let name = request.mapping.name_any();
+    let call = api.get_opt(&name);
+    match crate::error::with_timeout("get the mapping", ctx.settings.api_timeout, call).await {
+        Ok(Some(mapping)) => mapping.annotations().contains_key(ANNOTATION_ROTATE_SSH_KEY),
+        Ok(None) => false,
+        Err(_) => true,
+    }
+}
+
+async fn remove_rotate_annotation(ctx: &Context, request: &DataRequest) {
     let api: Api<dr_syncer_api::NamespaceMapping> =
         Api::namespaced(ctx.client.clone(), &request.mapping.namespace().unwrap_or_default());
     let patch = serde_json::json!({"metadata": {"annotations": {ANNOTATION_ROTATE_SSH_KEY: null}}});
@@ -96,7 +115,7 @@ pub async fn rotate_now(ctx: &Context, data: &MappingData, request: &DataRequest
         Err(failure) => Err(failure),
     };
     match result {
-        Ok(()) => remove_rotate_annotation(ctx, request).await,
+        Ok(()) => {}
         Err(failure) => {
             tracing::warn!(mapping = %request.key(), reason = failure.reason, message = %failure.message, "key rotation failed");
             let object = request.mapping.object_ref(&());

@@ -50,7 +50,12 @@ pub struct CopyContext<'a> {
     pub private_key: zeroize::Zeroizing<String>,
     /// Time allowed for each API request.
     pub api_timeout: Duration,
+    /// Cancelled to stop the copy (its objects are still cleaned up); it then fails with reason [`STOPPED`].
+    pub stop: tokio_util::sync::CancellationToken,
 }
+
+/// Reason of a copy stopped through [`CopyContext::stop`].
+pub const STOPPED: &str = "Stopped";
 
 /// Runs one copy; `progress` sees each progress report while it runs.
 pub async fn copy(ctx: &CopyContext<'_>, mut input: CopyInput, progress: impl Fn(&Report)) -> Result<Totals, Failure> {
@@ -70,7 +75,10 @@ pub async fn copy(ctx: &CopyContext<'_>, mut input: CopyInput, progress: impl Fn
     }
     input.node = attached_node(ctx.source, &input, t).await?;
     let mut cleanup = Cleanup::default();
-    let result = run(ctx, &input, &mut cleanup, &progress).await;
+    let result = tokio::select! {
+        result = run(ctx, &input, &mut cleanup, &progress) => result,
+        () = ctx.stop.cancelled() => Err(Failure::transient(STOPPED, format!("the copy of {what} was stopped"))),
+    };
     cleanup.run(ctx, &input).await;
     result
 }

@@ -4,40 +4,34 @@
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use dr_syncer_agent::progress::Report;
-use dr_syncer_api::common::VerificationMode;
 use dr_syncer_api::constants::{
-    ANNOTATION_SOURCE_NAMESPACE, ANNOTATION_VERIFICATION_MODE, LABEL_DR_MANAGED_BY, LABEL_MAPPING,
-    LABEL_MAPPING_NAMESPACE, MANAGED_BY_VALUE,
+    ANNOTATION_SOURCE_NAMESPACE, LABEL_DR_MANAGED_BY, LABEL_MAPPING, LABEL_MAPPING_NAMESPACE, MANAGED_BY_VALUE,
 };
-use dr_syncer_api::namespace_mapping::{DataProgress, DataSyncError, PvcDataPhase, PvcDataStatus};
-use jiff::{SignedDuration, Timestamp};
+use dr_syncer_api::namespace_mapping::{DataSyncError, PvcDataPhase, PvcDataStatus};
+use jiff::Timestamp;
 use k8s_openapi::api::core::v1::PersistentVolumeClaim;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, ListParams};
 use kube::{Resource, ResourceExt};
 use tokio::sync::Semaphore;
 
-use super::failure::{Failure, Totals};
-use super::keys::{self, StoredKey};
-use super::lease;
+use super::failure::Failure;
 use super::manager::{DataRequest, DataSync, MappingData, STATUS_EVERY, write_status};
-use super::pods::CopyInput;
-use super::rotation::{ensure_key, remove_rotate_annotation};
-use super::run::{AgentAccess, CopyContext};
-use super::settings::{Settings, settings};
-use crate::mapping::outcome::RetryPolicy;
+use super::rotation::ensure_key;
+use super::run::AgentAccess;
+use super::settings::settings;
+use super::{pvc_task, sweep};
 use crate::reconcile::Context;
 use crate::reconcile::events::Severity;
 use crate::sync::ownership::label_value;
 
-fn time(t: Timestamp) -> Time {
+pub(super) fn time(t: Timestamp) -> Time {
     Time(t)
 }
 
-fn error(failure: &Failure) -> DataSyncError {
+pub(super) fn error(failure: &Failure) -> DataSyncError {
     DataSyncError {
         reason: failure.reason.to_string(),
         message: failure.message.clone(),
@@ -116,11 +110,13 @@ async fn run_inner(
         service: ssh.service.is_some(),
     };
     let key = ensure_key(ctx, data, request, &settings, request.rotate).await?;
-    if request.rotate {
-        remove_rotate_annotation(ctx, request).await;
-    }
     let pvcs = list_pvcs(request, t).await?;
     let (ns, name) = (request.mapping.namespace().unwrap_or_default(), request.mapping.name_any());
+    // No copy of this mapping runs in this process now: drop agent targets a crashed controller left behind.
+    let scope =
+        sweep::Scope { source: &request.source, destination: &request.destination, mapping: (&ns, &name), timeout: t };
+    let sources: Vec<String> = request.namespaces.iter().map(|c| c.source.clone()).collect();
+    sweep::stale_targets(&scope, &sources).await?;
     data.update(|s| {
         s.pvcs.retain(|p| pvcs.iter().any(|(src, _, pvc)| *src == p.namespace && *pvc == p.name));
     });
@@ -135,14 +131,15 @@ async fn run_inner(
             continue;
         }
         set_pvc(data, &source_ns, &pvc, &destination_ns, |p| p.phase = PvcDataPhase::Queued);
-        let job = PvcJob { source_ns, destination_ns, pvc };
+        let job = pvc_task::PvcJob { source_ns, destination_ns, pvc };
         let (ctx, task_manager, task_data, request) = (ctx.clone(), manager.clone(), data.clone(), request.clone());
         let (settings, agent, key, mapping_slots, global) =
             (settings.clone(), agent.clone(), key.clone(), mapping_slots.clone(), global.clone());
         copies.push(tokio::spawn(async move {
             let Ok(_mine) = mapping_slots.acquire_owned().await else { return };
             let Ok(_global) = global.acquire_owned().await else { return };
-            copy_pvc(&ctx, &task_manager, &task_data, &request, &settings, &agent, &key, &job, generation).await;
+            pvc_task::copy_pvc(&ctx, &task_manager, &task_data, &request, &settings, &agent, &key, &job, generation)
+                .await;
         }));
         load(manager, data, &ns, &name);
     }
@@ -154,7 +151,7 @@ async fn run_inner(
     Ok(())
 }
 
-fn load(manager: &DataSync, data: &MappingData, ns: &str, name: &str) {
+pub(super) fn load(manager: &DataSync, data: &MappingData, ns: &str, name: &str) {
     let status = data.snapshot();
     let queued = status.pvcs.iter().filter(|p| p.phase == PvcDataPhase::Queued).count() as i64;
     let in_flight = data.in_flight.load(Ordering::SeqCst) as i64;
@@ -165,7 +162,13 @@ fn load(manager: &DataSync, data: &MappingData, ns: &str, name: &str) {
     });
 }
 
-fn set_pvc(data: &MappingData, source_ns: &str, pvc: &str, destination_ns: &str, f: impl FnOnce(&mut PvcDataStatus)) {
+pub(super) fn set_pvc(
+    data: &MappingData,
+    source_ns: &str,
+    pvc: &str,
+    destination_ns: &str,
+    f: impl FnOnce(&mut PvcDataStatus),
+) {
     data.update(|s| {
         let index = match s.pvcs.iter().position(|p| p.namespace == source_ns && p.name == pvc) {
             Some(i) => i,
@@ -184,203 +187,6 @@ fn set_pvc(data: &MappingData, source_ns: &str, pvc: &str, destination_ns: &str,
             f(entry);
         }
     });
-}
-
-/// One PVC of a run.
-struct PvcJob {
-    source_ns: String,
-    destination_ns: String,
-    pvc: String,
-}
-
-#[allow(clippy::too_many_arguments)]
-async fn copy_pvc(
-    ctx: &Context,
-    manager: &DataSync,
-    data: &MappingData,
-    request: &DataRequest,
-    settings: &Settings,
-    agent: &AgentAccess,
-    key: &StoredKey,
-    job: &PvcJob,
-    generation: i64,
-) {
-    let (ns, name) = (request.mapping.namespace().unwrap_or_default(), request.mapping.name_any());
-    let pvc_what = format!("{}/{}", job.source_ns, job.pvc);
-    let lease_name = lease::name(&request.source_rc.name_any(), &job.source_ns, &job.pvc);
-    let retry = RetryPolicy::from_config(request.mapping.spec.retry_config.as_ref());
-    let started = Instant::now();
-    let start_time = Timestamp::now();
-    data.in_flight.fetch_add(1, Ordering::SeqCst);
-    set_pvc(data, &job.source_ns, &job.pvc, &job.destination_ns, |p| {
-        p.phase = PvcDataPhase::Running;
-        p.last_start_time = Some(time(start_time));
-        p.attempts = 0;
-        p.next_retry_time = None;
-        p.progress = None;
-    });
-    load(manager, data, &ns, &name);
-    let mut attempt = 0;
-    let outcome = loop {
-        attempt += 1;
-        set_pvc(data, &job.source_ns, &job.pvc, &job.destination_ns, |p| p.attempts = attempt);
-        let result =
-            match lease::acquire(&ctx.client, &ns, &lease_name, &manager.identity, &pvc_what, ctx.settings.api_timeout)
-                .await
-            {
-                Ok(held) => {
-                    let result = copy_once(ctx, request, settings, agent, key, job, data).await;
-                    held.release(ctx.settings.api_timeout).await;
-                    result
-                }
-                Err(failure) => Err(failure),
-            };
-        match result {
-            Ok(totals) => break Ok(totals),
-            Err(failure) if failure.permanent || attempt > retry.max_retries || data.cancel.is_cancelled() => {
-                break Err(failure);
-            }
-            Err(failure) => {
-                let wait = retry.wait(attempt);
-                tracing::info!(pvc = %pvc_what, reason = failure.reason, message = %failure.message, ?wait, attempt, "copy failed; retrying");
-                manager.metrics.failed((&ns, &name), failure.reason, false);
-                let next = Timestamp::now().checked_add(SignedDuration::try_from(wait).unwrap_or_default()).ok();
-                set_pvc(data, &job.source_ns, &job.pvc, &job.destination_ns, |p| {
-                    p.last_error = Some(error(&failure));
-                    p.next_retry_time = next.map(time);
-                });
-                tokio::select! {
-                    _ = tokio::time::sleep(wait) => {}
-                    _ = data.cancel.cancelled() => break Err(failure),
-                }
-            }
-        }
-    };
-    data.in_flight.fetch_sub(1, Ordering::SeqCst);
-    let object = request.mapping.object_ref(&());
-    match outcome {
-        Ok(totals) => {
-            let seconds = started.elapsed().as_secs_f64();
-            let end = Timestamp::now();
-            manager.metrics.succeeded(
-                (&ns, &name),
-                (&job.source_ns, &job.pvc),
-                totals.bytes,
-                totals.files,
-                seconds,
-                end.as_millisecond() as f64 / 1000.0,
-            );
-            if let Ok(mut p) = data.permanent.lock() {
-                p.remove(&(job.source_ns.clone(), job.pvc.clone()));
-            }
-            set_pvc(data, &job.source_ns, &job.pvc, &job.destination_ns, |p| {
-                succeeded(p, totals, end, started.elapsed())
-            });
-            let note =
-                format!("copied PVC {pvc_what}: {} bytes in {} files, {:.1} s", totals.bytes, totals.files, seconds);
-            tracing::info!(mapping = %request.key(), pvc = %pvc_what, bytes = totals.bytes, files = totals.files, seconds, "PVC data copied");
-            ctx.events.publish(&object, Severity::Normal, "DataSynced", "DataSync", &note).await;
-        }
-        Err(failure) => {
-            manager.metrics.failed((&ns, &name), failure.reason, failure.permanent);
-            if failure.permanent
-                && let Ok(mut p) = data.permanent.lock()
-            {
-                p.insert((job.source_ns.clone(), job.pvc.clone()), generation);
-            }
-            set_pvc(data, &job.source_ns, &job.pvc, &job.destination_ns, |p| {
-                p.phase = PvcDataPhase::Failed;
-                p.progress = None;
-                p.next_retry_time = None;
-                p.last_error = Some(error(&failure));
-            });
-            let note = format!("PVC {pvc_what}: {}", failure.message);
-            tracing::warn!(mapping = %request.key(), pvc = %pvc_what, reason = failure.reason, permanent = failure.permanent, message = %failure.message, "PVC data copy failed");
-            ctx.events.publish(&object, Severity::Warning, failure.reason, "DataSync", &note).await;
-        }
-    }
-    load(manager, data, &ns, &name);
-}
-
-fn succeeded(p: &mut PvcDataStatus, totals: Totals, end: Timestamp, took: Duration) {
-    p.phase = PvcDataPhase::Succeeded;
-    p.last_success_time = Some(time(end));
-    p.last_duration = Some(humantime::format_duration(Duration::from_secs(took.as_secs())).to_string());
-    p.bytes_transferred = totals.bytes as i64;
-    p.files_transferred = totals.files as i64;
-    p.progress = None;
-    p.next_retry_time = None;
-    p.last_error = None;
-}
-
-async fn copy_once(
-    ctx: &Context,
-    request: &DataRequest,
-    settings: &Settings,
-    agent: &AgentAccess,
-    key: &StoredKey,
-    job: &PvcJob,
-    data: &MappingData,
-) -> Result<Totals, Failure> {
-    let verify = pvc_verification(request, job, settings.verify, ctx.settings.sync_api_timeout).await;
-    let input = CopyInput {
-        mapping: (request.mapping.namespace().unwrap_or_default(), request.mapping.name_any()),
-        sync_id: super::short_hash(&format!("{}{}", Timestamp::now(), job.pvc))[..10].to_string(),
-        pvc: job.pvc.clone(),
-        source_namespace: job.source_ns.clone(),
-        destination_namespace: job.destination_ns.clone(),
-        node: None,
-        image: crate::agent::manifests::image(
-            &request.source_rc.spec.pvc_sync.clone().unwrap_or_default(),
-            &ctx.settings.agent_image,
-        ),
-        timeout: settings.timeout,
-        options: settings.options.clone(),
-        verify,
-        sample_percent: settings.sample_percent,
-    };
-    let authorized: Vec<String> = keys::authorized(key).into_iter().map(|k| k.public_key).collect();
-    let copy_ctx = CopyContext {
-        source: &request.source,
-        destination: &request.destination,
-        agent,
-        mapping_id: &request.key(),
-        authorized_keys: authorized.join("\n") + "\n",
-        private_key: key.private_openssh.clone(),
-        api_timeout: ctx.settings.sync_api_timeout,
-    };
-    let (source_ns, pvc, destination_ns) = (&job.source_ns, &job.pvc, &job.destination_ns);
-    super::run::copy(&copy_ctx, input, |report| {
-        if let Report::Progress { bytes, percent, rate, files } = report {
-            set_pvc(data, source_ns, pvc, destination_ns, |p| {
-                p.progress = Some(DataProgress {
-                    bytes: *bytes as i64,
-                    percent: i32::from(*percent),
-                    rate: rate.clone(),
-                    files: *files as i64,
-                });
-            });
-        }
-    })
-    .await
-}
-
-/// The PVC's own verification mode (annotation `dr-syncer.io/verification-mode` on the source PVC), else the
-/// mapping's.
-async fn pvc_verification(
-    request: &DataRequest,
-    job: &PvcJob,
-    default: VerificationMode,
-    t: Duration,
-) -> VerificationMode {
-    let api: Api<PersistentVolumeClaim> = Api::namespaced(request.source.clone(), &job.source_ns);
-    let Ok(Ok(Some(pvc))) = tokio::time::timeout(t, api.get_opt(&job.pvc)).await else { return default };
-    match pvc.annotations().get(ANNOTATION_VERIFICATION_MODE).map(String::as_str) {
-        Some("none") => VerificationMode::None,
-        Some("sample") => VerificationMode::Sample,
-        Some("full") => VerificationMode::Full,
-        _ => default,
-    }
 }
 
 /// The mapping's DR PVCs (written by its resource sync), as (source namespace, DR namespace, name).

@@ -82,7 +82,7 @@ async fn on_delete(nm: &NamespaceMapping, mc: &MappingController) -> Result<Acti
     cleanup::on_delete(mc, nm).await?;
     mc.states.remove(&key_of(nm));
     mc.ctx.metrics.forget_mapping(&ns, &name);
-    mc.ctx.data.forget(&ns, &name);
+    mc.ctx.data.forget(&mc.ctx, &ns, &name, true);
     tracing::info!(mapping = %key_of(nm), policy = ?nm.spec.cleanup(), "mapping deleted; DR objects cleaned up");
     Ok(Action::await_change())
 }

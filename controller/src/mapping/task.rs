@@ -95,6 +95,12 @@ pub fn spawn(
 /// After a resource sync that created the DR PVCs, copies their data when `pvcConfig.syncData` is on.
 fn request_data_sync(ctx: &Context, plan: &Plan, finished: &Finished) {
     let sync_data = plan.mapping.spec.pvc_config.as_ref().and_then(|p| p.sync_data).unwrap_or(false);
+    if !sync_data {
+        // Copied data before? Revoke the mapping's keys and remove what its copies made (no-op otherwise).
+        let (ns, name) = (plan.mapping.namespace().unwrap_or_default(), plan.mapping.name_any());
+        ctx.data.forget(ctx, &ns, &name, false);
+        return;
+    }
     let Some(covered) = finished.report.covered.clone() else { return };
     if !sync_data || finished.report.failure.is_some() {
         return;

@@ -164,8 +164,9 @@ async fn reconcile(rc: Arc<RemoteCluster>, state: Arc<State>) -> Result<Action, 
         Ok(conn) => {
             let result = clusters::probe(&conn, ctx.settings.api_timeout).await;
             if result.is_ok() {
-                let (image, timeout) = (&ctx.settings.agent_image, ctx.settings.api_timeout);
-                agents = Some(agent::reconcile(&ctx.client, &conn.client, &rc, image, timeout).await);
+                let (image, timeout) = (ctx.settings.agent_image.as_str(), ctx.settings.api_timeout);
+                let scope = ctx.settings.namespace.as_deref();
+                agents = Some(agent::reconcile(&ctx.client, &conn.client, &rc, (image, scope), timeout).await);
             }
             Outcome::Probed { server: conn.server.clone(), insecure_requested: conn.insecure_requested, result }
         }

@@ -3,6 +3,8 @@
 //! and a ClusterMapping `pair`.
 #![allow(dead_code)]
 
+pub mod data;
+
 use std::time::Duration;
 
 use dr_syncer_api::{ClusterMapping, NamespaceMapping, NamespaceMappingStatus, RemoteCluster};

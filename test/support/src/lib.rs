@@ -6,6 +6,7 @@
 //! * [`crds`] — installs the CRDs shipped in `charts/dr-syncer/crds` and waits for them;
 //! * [`manifests`] — loads YAML files and server-side applies them, whatever their kind;
 //! * [`process`] — runs a dr-syncer binary as a child process and reads its JSON logs;
+//! * [`tree`] — a volume tree worth copying (hard links, sparse files, xattrs, owners, odd names) and its comparison;
 //! * [`eventually`] — polls a condition with a deadline (tests never sleep to wait for state).
 //!
 //! Tests must not depend on each other's namespaces or on their run order; everything here is safe to use from
@@ -20,6 +21,7 @@ pub mod images;
 pub mod manifests;
 mod namespace;
 pub mod process;
+pub mod tree;
 mod wait;
 
 pub use cluster::{EphemeralCluster, LabCluster, repo_root};

@@ -1,0 +1,174 @@
+//! PVC data replication end to end on the two-node lab: the controller copies a volume tree (hard links, symlinks,
+//! a sparse file, xattrs, owners, modes, a large file, hostile file names) from a source PVC to its DR PVC with the
+//! real rsync and OpenSSH client through the source agent; the copy is byte- and attribute-identical, an
+//! incremental change converges, a key rotation in the middle of a copy does not break it and the retired key is
+//! refused afterwards, the mapping's key reaches nothing but its own rsync pods, and deleting the mapping revokes it.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::data::{self, DATA_WAIT};
+use common::{Env, remote_cluster};
+use dr_syncer_api::agent::{AGENT_NAMESPACE, AGENT_POLICY_SECRET, POLICY_AUTHORIZED_KEY, policy_targets_key};
+use dr_syncer_api::constants::ANNOTATION_ROTATE_SSH_KEY;
+use dr_syncer_api::namespace_mapping::PvcDataPhase;
+use dr_syncer_testlab::{TestNamespace, eventually_async, process::promtool_check, tree, unique_name};
+use k8s_openapi::api::core::v1::Secret;
+use kube::Api;
+use kube::api::{DeleteParams, Patch, PatchParams};
+use serde_json::json;
+
+/// Reads the mapping's current private client key from its Secret in the DR namespace.
+async fn mapping_key(env: &Env, namespace: &str, mapping: &str) -> String {
+    let secrets: Api<Secret> = Api::namespaced(env.dr_client.clone(), namespace);
+    let secret = secrets.get(&format!("dr-syncer-ssh-{mapping}")).await.unwrap();
+    String::from_utf8(secret.data.unwrap()["id_ed25519"].0.clone()).unwrap()
+}
+
+fn write_random(path: &std::path::Path, mib: usize) {
+    let mut bytes = vec![0u8; mib << 20];
+    rand::fill(&mut bytes[..]);
+    std::fs::write(path, bytes).unwrap();
+}
+
+#[tokio::test]
+async fn pvc_data_is_copied_through_the_agent_verified_rotated_and_revoked() {
+    let env = Env::start("lab-data").await;
+    let agents = data::enable_agents(&env, json!({})).await;
+    let src = TestNamespace::create(&env.source, "lab-data-src").await;
+    let dst = unique_name("lab-data-dst");
+    let _dst_guard = TestNamespace::guard(&env.dr, &dst);
+    let volume = data::source_volume(&env.source_client, src.name(), "data", "1Gi").await;
+    tree::build(&volume);
+    // A second PVC, with a name that is not a plain DNS label.
+    let other = data::source_volume(&env.source_client, src.name(), "logs.v2-archive", "64Mi").await;
+    std::fs::write(other.join("app.log"), "line 1\n").unwrap();
+
+    env.mapping("m", data::data_mapping(src.name(), &dst, json!({"verificationMode": "full", "concurrentSyncs": 2})))
+        .await;
+    let t0 = jiff::Timestamp::now();
+    env.sync_now("m").await;
+    let first = data::wait_copied(&env, "m", "data", t0).await;
+    data::wait_copied(&env, "m", "logs.v2-archive", t0).await;
+    let dest = data::volume_path(&env.dr_client, &dst, "data").await;
+    tree::assert_same(&volume, &dest);
+    let dest_other = data::volume_path(&env.dr_client, &dst, "logs.v2-archive").await;
+    assert_eq!(std::fs::read_to_string(dest_other.join("app.log")).unwrap(), "line 1\n");
+    assert!(first.bytes_transferred > 32 << 20 && first.files_transferred >= 200, "{first:?}");
+    assert!(first.last_duration.is_some() && first.last_error.is_none() && first.attempts == 1, "{first:?}");
+
+    // Status names the key by fingerprint only; no private key anywhere in status, events or logs of the copy.
+    let nm = env.mappings().get("m").await.unwrap();
+    let status_json = serde_json::to_string(&nm.status).unwrap();
+    assert!(!status_json.contains("PRIVATE KEY"), "private key in status");
+    let key_status = nm.status.unwrap().data_sync.unwrap().key.unwrap();
+    assert_eq!(key_status.generation, 1);
+    assert!(key_status.fingerprint.starts_with("SHA256:") && key_status.next_rotation.is_some(), "{key_status:?}");
+    let first_fingerprint = key_status.fingerprint.clone();
+    assert!(env.event_reasons("m").await.iter().any(|r| r == "DataSynced"));
+    let metrics = env.metrics();
+    let rpo = metrics
+        .lines()
+        .find(|l| l.starts_with("dr_syncer_data_last_successful_sync_timestamp_seconds") && l.contains("pvc=\"data\""));
+    assert!(rpo.is_some(), "no RPO series:\n{metrics}");
+    assert!(metrics.contains("dr_syncer_data_bytes_transferred_total"), "{metrics}");
+    promtool_check(&metrics).unwrap();
+    data::wait_clean(&env, src.name(), &dst).await;
+
+    // The mapping's own key: authenticates, but reaches neither a shell, nor the API server, nor another
+    // mapping's rsync pod; a key nobody authorized does not authenticate.
+    let dir = std::env::temp_dir().join(unique_name("lab-data-ssh"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let key = data::identity_file(&dir, "mapping", &mapping_key(&env, &dst, "m").await);
+    let (node, ip) = agents.node.clone();
+    let agent_pod = data::agent_pods(&env.source_client).await.remove(0);
+    let agent_ip = agent_pod.status.unwrap().pod_ip.unwrap();
+    let foreign = format!("{agent_ip}:2222");
+    let policy: Api<Secret> = Api::namespaced(env.source_client.clone(), AGENT_NAMESPACE);
+    let targets = json!({"targets": {format!("{}/someone-else", env.ctl.name()): [foreign]}}).to_string();
+    let patch = json!({"stringData": {policy_targets_key(&node): targets}});
+    policy.patch(AGENT_POLICY_SECRET, &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap();
+    let (code, _, err) = data::ssh(&dir, &ip, &key, &agents.host_public, &[], &["sh", "-c", "id"]);
+    assert!(code == 255 && !err.contains("Permission denied"), "a shell is refused after authentication: {code} {err}");
+    for target in [foreign.as_str(), "10.96.0.1:443", "10.250.0.1:6443"] {
+        let (code, out, err) = data::ssh(&dir, &ip, &key, &agents.host_public, &["-W", target], &[]);
+        assert!(code == 255 && err.contains("administratively prohibited") && out.is_empty(), "{target}: {code} {err}");
+    }
+    let stranger = data::stranger_key(&dir, "stranger");
+    let (code, _, err) = data::ssh(&dir, &ip, &stranger, &agents.host_public, &["-W", &foreign], &[]);
+    assert!(code == 255 && err.contains("Permission denied (publickey)"), "{code}: {err}");
+    let patch = json!({"stringData": {policy_targets_key(&node): "{}"}});
+    policy.patch(AGENT_POLICY_SECRET, &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap();
+
+    // An incremental change (edits, deletes, renames, new files) converges.
+    tree::change(&volume);
+    let t1 = jiff::Timestamp::now();
+    env.sync_now("m").await;
+    let second = data::wait_copied(&env, "m", "data", t1).await;
+    tree::assert_same(&volume, &dest);
+    assert!(second.bytes_transferred < first.bytes_transferred, "incremental sends less: {second:?}");
+
+    // A rotation in the middle of a slow copy: the copy finishes with the key it started with, then that key is
+    // retired and refused.
+    write_random(&volume.join("slow.bin"), 48);
+    env.mapping(
+        "m",
+        data::data_mapping(
+            src.name(),
+            &dst,
+            json!({"verificationMode": "sample", "samplePercent": 100, "bandwidthLimit": 6000}),
+        ),
+    )
+    .await;
+    let t2 = jiff::Timestamp::now();
+    env.sync_now("m").await;
+    data::wait_pvc(&env, "m", "data", "copy under way", |p| {
+        p.phase == PvcDataPhase::Running && p.progress.as_ref().is_some_and(|g| g.bytes > 0)
+    })
+    .await;
+    let patch = json!({"metadata": {"annotations": {ANNOTATION_ROTATE_SSH_KEY: "now"}}});
+    env.mappings().patch("m", &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap();
+    let rotated = data::wait_copied(&env, "m", "data", t2).await;
+    assert_eq!(rotated.attempts, 1, "the rotation did not break the copy: {rotated:?}");
+    tree::assert_same(&volume, &dest);
+    let key_status = eventually_async("generation 2, old key dropped", DATA_WAIT, || async {
+        let nm = env.mappings().get("m").await.map_err(|e| e.to_string())?;
+        let key = nm.status.and_then(|s| s.data_sync).and_then(|d| d.key).ok_or("no key status")?;
+        if key.generation == 2 && key.retiring.is_empty() { Ok(key) } else { Err(format!("{key:?}")) }
+    })
+    .await;
+    assert!(env.event_reasons("m").await.iter().any(|r| r == "ClientKeyRotated"));
+    let (code, _, err) = data::ssh(&dir, &ip, &key, &agents.host_public, &["-W", "10.96.0.1:443"], &[]);
+    assert!(code == 255 && err.contains("Permission denied (publickey)"), "the retired key is refused: {code} {err}");
+    let new_key = data::identity_file(&dir, "mapping-2", &mapping_key(&env, &dst, "m").await);
+    let (code, _, err) = data::ssh(&dir, &ip, &new_key, &agents.host_public, &["-W", "10.96.0.1:443"], &[]);
+    assert!(code == 255 && err.contains("administratively prohibited"), "the new key authenticates: {code} {err}");
+    assert_ne!(key_status.fingerprint, first_fingerprint, "a new key");
+
+    // Deleting the mapping revokes its key at the agents and deletes its key Secret; the DR data stays.
+    env.mappings().delete("m", &DeleteParams::default()).await.unwrap();
+    let id = format!("{}/m", env.ctl.name());
+    eventually_async("key revoked", DATA_WAIT, || async {
+        let authorized = data::policy_text(&env.source_client, POLICY_AUTHORIZED_KEY).await;
+        let secrets: Api<Secret> = Api::namespaced(env.dr_client.clone(), &dst);
+        let secret = secrets.get_opt("dr-syncer-ssh-m").await.map_err(|e| e.to_string())?;
+        if !authorized.contains(&id) && secret.is_none() { Ok(()) } else { Err(format!("{authorized} {secret:?}")) }
+    })
+    .await;
+    let (code, _, err) = data::ssh(&dir, &ip, &new_key, &agents.host_public, &["-W", "10.96.0.1:443"], &[]);
+    assert!(code == 255 && err.contains("Permission denied (publickey)"), "revoked: {code} {err}");
+    tree::assert_same(&volume, &dest);
+    let _ = std::fs::remove_dir_all(&dir);
+
+    // Turning pvcSync off removes the agents.
+    let mut rc = remote_cluster("source", "source-kubeconfig");
+    rc["spec"]["pvcSync"] = json!({"enabled": false});
+    env.apply_ctl(&rc).await;
+    eventually_async("agents removed", Duration::from_secs(120), || async {
+        let rc = env.remote_clusters().get("source").await.map_err(|e| e.to_string())?;
+        if rc.status.and_then(|s| s.pvc_sync).is_none() { Ok(()) } else { Err("still there".to_string()) }
+    })
+    .await;
+}
