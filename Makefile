@@ -98,14 +98,17 @@ test-lab: tools ## Lab integration tests: starts the test lab (with nodes), load
 BENCH_LAB_RUN ?= $(CURDIR)/.lab-bench
 BENCH_LAB_PORT_BASE ?= 27100
 .PHONY: bench
-bench: ## Benchmarks on a lab of their own (control planes only): sync rate vs direct apply, no-op writes, Continuous latency, RSS. Prints the numbers.
+bench: tools ## Benchmarks: sync rate vs direct apply, no-op writes, Continuous latency, RSS (own lab, control planes only); PVC data path through the agent vs an OpenSSH jump host vs direct OpenSSH (loopback). Prints the numbers.
 	@set -e; export LAB_RUN=$(BENCH_LAB_RUN) LAB_PORT_BASE=$(BENCH_LAB_PORT_BASE) LAB_NODES=0; \
 	trap '$(LAB) down --purge $$(ls $(BENCH_LAB_RUN) 2>/dev/null) >/dev/null 2>&1 || true' EXIT; \
 	$(LAB) down --purge $$(ls $(BENCH_LAB_RUN) 2>/dev/null) >/dev/null 2>&1 || true; \
 	$(CARGO) bench -p dr-syncer-controller --bench bench --no-run; \
+	$(CARGO) bench -p dr-syncer-agent --bench data_path --no-run; \
 	$(LAB) up $(TEST_CLUSTERS); \
 	eval "$$($(LAB) env)"; \
-	$(CARGO) bench -p dr-syncer-controller --bench bench
+	$(CARGO) bench -p dr-syncer-controller --bench bench; \
+	$(LAB) down --purge $$(ls $(BENCH_LAB_RUN) 2>/dev/null) >/dev/null 2>&1 || true; \
+	$(CARGO) bench -p dr-syncer-agent --bench data_path
 
 ##@ Lab (real Kubernetes v1.20.2 clusters on this machine, one node each; LAB_NODES=0 for control planes only)
 .PHONY: lab-build

@@ -8,6 +8,7 @@ pub mod keys;
 pub mod metrics;
 pub mod policy;
 pub mod policy_secret;
+pub mod probe;
 pub mod progress;
 pub mod reload;
 pub mod rsync_args;

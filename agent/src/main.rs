@@ -1,4 +1,5 @@
-//! `dr-syncer-agent`: `bastion` (the node's SSH jump host) or `serve` (the rsync pod's SSH server).
+//! `dr-syncer-agent`: `bastion` (the node's SSH jump host), `serve` (the rsync pod's SSH server), `copy` (the DR
+//! copy pod's program) or `probe` (SSH handshakes with the agents from the DR cluster).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -112,6 +113,19 @@ enum Command {
         #[arg(last = true)]
         options: Vec<String>,
     },
+    /// SSH handshakes with source agents, their host key pinned; one result line per target on stdout. Exits 0
+    /// when every handshake completed, 1 otherwise.
+    Probe {
+        /// The agents' public host key (`ssh-ed25519 AAAA…`).
+        #[arg(long)]
+        host_key: String,
+        /// An agent to check, as NODE=HOST:PORT; repeated.
+        #[arg(long = "target", required = true, value_parser = dr_syncer_agent::probe::Target::parse)]
+        targets: Vec<dr_syncer_agent::probe::Target>,
+        /// Time allowed for each handshake.
+        #[arg(long, default_value = "10s", value_parser = humantime_duration)]
+        timeout: Duration,
+    },
 }
 
 fn humantime_duration(text: &str) -> Result<Duration, String> {
@@ -156,12 +170,20 @@ async fn main() -> anyhow::Result<()> {
         };
         std::process::exit(copy::run(&job).await);
     }
+    if let Command::Probe { host_key, targets, timeout } = &cli.command {
+        let expected = keys::public_from_openssh(host_key, "--host-key")?;
+        let results = dr_syncer_agent::probe::run(targets, &expected, *timeout).await;
+        for result in &results {
+            println!("{}", result.to_line());
+        }
+        std::process::exit(if results.iter().all(|r| r.connected) { 0 } else { 1 });
+    }
     let metrics = AgentMetrics::new().context("metrics")?;
     let stop = CancellationToken::new();
     let (listen, host_key_path, metrics_address) = match &cli.command {
         Command::Bastion { listen, host_key, metrics_bind_address, .. }
         | Command::Serve { listen, host_key, metrics_bind_address, .. } => (*listen, host_key, metrics_bind_address),
-        Command::Copy { .. } => anyhow::bail!("copy runs above"),
+        Command::Copy { .. } | Command::Probe { .. } => anyhow::bail!("copy and probe run above"),
     };
     let host_key = keys::private_from_openssh(&read_text(host_key_path)?, &host_key_path.display().to_string())?;
     info!(fingerprint = %keys::fingerprint(host_key.public_key()), %listen, "host key loaded");
@@ -218,7 +240,7 @@ async fn main() -> anyhow::Result<()> {
             let server = RsyncServer { authorized: Arc::new(authorized), root, rsync, metrics };
             serve_ssh(server, config, socket).await
         }
-        Command::Copy { .. } => anyhow::bail!("copy runs above"),
+        Command::Copy { .. } | Command::Probe { .. } => anyhow::bail!("copy and probe run above"),
     };
     stop.cancel();
     result

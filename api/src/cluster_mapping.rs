@@ -130,7 +130,9 @@ pub struct ClusterMappingStatus {
     /// When verification was last attempted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_attempt_time: Option<Time>,
-    /// Agent-to-agent SSH reachability.
+    /// SSH reachability of the source cluster's PVC data-sync agents from the target cluster (with
+    /// `verifyConnectivity` and the source RemoteCluster's `pvcSync.enabled`): a handshake with each agent from a
+    /// short-lived pod in the target cluster, the agents' host key pinned.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub connection_status: Option<ConnectionStatus>,
     /// SourceReachable, TargetReachable, AgentsConnected and Ready, each with a reason.
@@ -149,10 +151,10 @@ pub struct ConnectionStatus {
     /// Agents found on the source cluster.
     #[serde(default)]
     pub total_source_agents: i32,
-    /// Agents found on the target cluster.
+    /// Agents found on the target cluster (dr-syncer runs none there: 0; kept for manifests of the Go operator).
     #[serde(default)]
     pub total_target_agents: i32,
-    /// Target agents that completed a handshake with at least one source agent.
+    /// Source agents that completed an SSH handshake with their pinned host key.
     #[serde(default)]
     pub connected_agents: i32,
     /// One entry per checked pair of nodes.
@@ -166,7 +168,7 @@ pub struct ConnectionStatus {
 pub struct ConnectionDetail {
     /// Source node whose agent was contacted.
     pub source_node: String,
-    /// Target node the check ran from.
+    /// Target node the check ran from (the node of the probe pod).
     pub target_node: String,
     /// The SSH handshake succeeded with the pinned host key.
     pub connected: bool,

@@ -163,18 +163,8 @@ async fn main() {
     apply_all(&src, "bench-mixed", &objects, "bench-setup", 32).await;
     settle(&src, "bench-mixed").await;
 
-    let args = [
-        "--kubeconfig",
-        dr.kubeconfig_path().to_str().unwrap(),
-        "--namespace",
-        CTL,
-        "--log-format",
-        "json",
-        "--health-probe-bind-address",
-        "127.0.0.1:0",
-        "--metrics-bind-address",
-        "127.0.0.1:0",
-    ];
+    let args = dr_syncer_testlab::process::controller_args(dr.kubeconfig_path(), CTL);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let mut ctl = Process::spawn(Path::new(BIN), &args, &[("RUST_LOG", "warn")]);
     let spec = |destination: &str, token: &str| {
         json!({"sourceNamespace": "bench-mixed", "destinationNamespace": destination, "sourceCluster": "source",

@@ -70,6 +70,7 @@ async fn main() -> anyhow::Result<()> {
             metrics.registry(),
             leader::identity(&std::env::var("POD_NAME").unwrap_or_else(|_| "dr-syncer-controller".into())),
         )?,
+        probes: Default::default(),
     };
     let checks = tokio::spawn(readiness::run(client.clone(), checker, readiness, metrics, shutdown.clone()));
     let served = tokio::spawn(servers.serve(shutdown.clone()));

@@ -32,19 +32,8 @@ async fn contents(client: &Client, ns: &str) -> BTreeMap<String, String> {
 }
 
 fn controller(env: &Env) -> Process {
-    let args = [
-        "--kubeconfig",
-        env.dr.kubeconfig_path().to_str().unwrap(),
-        "--namespace",
-        env.ctl.name(),
-        "--log-format",
-        "json",
-        "--health-probe-bind-address",
-        "127.0.0.1:0",
-        "--metrics-bind-address",
-        "127.0.0.1:0",
-    ];
-    Process::spawn(Path::new(BIN), &args, &[])
+    let args = dr_syncer_testlab::process::controller_args(env.dr.kubeconfig_path(), env.ctl.name());
+    Process::spawn(Path::new(BIN), &args.iter().map(String::as_str).collect::<Vec<_>>(), &[])
 }
 
 #[tokio::test]

@@ -3,6 +3,8 @@
 #
 #   promtool  extracted from Debian's `prometheus` package without installing it, so no Prometheus service is ever
 #             set up or started on the machine (its init script would listen on 0.0.0.0:9090).
+#   sshd      extracted from Debian's `openssh-server` package without installing it (its postinst would start a
+#             service on 0.0.0.0:22); `make bench` runs it on loopback as the OpenSSH jump host it compares with.
 #   kubectl   any kubectl on PATH is used; otherwise Debian's kubernetes-client (v1.20, matching the lab) is installed.
 #   rustfmt, clippy  added with rustup when missing.
 #
@@ -22,7 +24,21 @@ if [ ! -x "$TOOLS_BIN/promtool" ]; then
   dpkg-deb -x "$work"/prometheus_*.deb "$work/root"
   install -m 0755 "$work/root/usr/bin/promtool" "$TOOLS_BIN/promtool.tmp"
   mv "$TOOLS_BIN/promtool.tmp" "$TOOLS_BIN/promtool"
+  rm -rf "$work"
   echo "ensure-tools: promtool $("$TOOLS_BIN/promtool" --version 2>&1 | head -1 | awk '{print $3}') in $TOOLS_BIN" >&2
+fi
+if [ ! -x "$TOOLS_BIN/sshd" ]; then
+  work=$(mktemp -d)
+  trap 'rm -rf "$work"' EXIT
+  (cd "$work" && apt-get download openssh-server >/dev/null 2>&1) || {
+    echo "ensure-tools: cannot download Debian's openssh-server package (needs the Debian mirror)" >&2
+    exit 1
+  }
+  dpkg-deb -x "$work"/openssh-server_*.deb "$work/root"
+  install -m 0755 "$work/root/usr/sbin/sshd" "$TOOLS_BIN/sshd.tmp"
+  mv "$TOOLS_BIN/sshd.tmp" "$TOOLS_BIN/sshd"
+  rm -rf "$work"
+  echo "ensure-tools: sshd in $TOOLS_BIN (not installed as a service)" >&2
 fi
 if ! command -v kubectl >/dev/null; then
   SUDO=""

@@ -23,7 +23,7 @@ export DR_SYNCER_CACHE=${DR_SYNCER_CACHE:-$HOME/.cache/dr-syncer}
 step "Debian packages"
 # kubectl: Debian's kubernetes-client matches the lab's v1.20 servers; any kubectl already on PATH is kept.
 PKGS="etcd-server golang-1.19-go golang-github-modern-go-reflect2-dev dpkg-dev make rsync openssh-client jq curl openssl git"
-PKGS="$PKGS containerd runc containernetworking-plugins iptables conntrack debootstrap gcc libc6-dev python3-pip"
+PKGS="$PKGS containerd runc containernetworking-plugins iptables conntrack debootstrap gcc libc6-dev python3-pip libwrap0"
 command -v kubectl >/dev/null || PKGS="$PKGS kubernetes-client"
 # shellcheck disable=SC2086
 if ! dpkg -s $PKGS >/dev/null 2>&1; then

@@ -5,6 +5,7 @@ pub mod finalizer;
 pub mod host_key;
 pub mod install;
 pub mod manifests;
+pub mod probe;
 pub mod status;
 
 use std::time::Duration;

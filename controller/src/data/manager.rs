@@ -188,6 +188,8 @@ impl DataSync {
         let Some(last) = data.last.lock().ok().and_then(|mut l| l.take()) else { return };
         let ctx = ctx.clone();
         tokio::spawn(async move {
+            // After any key write in progress: none starts once the mapping is cancelled (see `ensure_key`).
+            let _keys = data.key_lock.lock().await;
             let (ns, name) = (last.mapping.namespace().unwrap_or_default(), last.mapping.name_any());
             let scope = super::sweep::Scope {
                 source: &last.source,

@@ -124,6 +124,7 @@ pub(super) async fn copy_pvc(
             tracing::info!(mapping = %request.key(), pvc = %pvc_what, bytes = totals.bytes, files = totals.files, seconds, "PVC data copied");
             ctx.events.publish(&object, Severity::Normal, "DataSynced", "DataSync", &note).await;
         }
+        Err(_) if data.cancel.is_cancelled() => {}
         Err(failure) => {
             manager.metrics.failed((&ns, &name), failure.reason, failure.permanent);
             if failure.permanent

@@ -26,6 +26,10 @@ pub(super) async fn ensure_key(
     force: bool,
 ) -> Result<StoredKey, Failure> {
     let _held = data.key_lock.lock().await;
+    if data.cancel.is_cancelled() {
+        // The mapping was deleted or stopped copying: its keys are being revoked, never written again.
+        return Err(Failure::transient(super::run::STOPPED, "the mapping no longer copies data"));
+    }
     let t = ctx.settings.sync_api_timeout;
     // A rotation on demand happens once per annotation: whoever holds the lock first rotates and removes it.
     let force = force && rotation_requested(ctx, request).await;

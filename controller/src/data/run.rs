@@ -243,7 +243,7 @@ fn pod_reason(pod: &Pod) -> String {
 }
 
 /// How the DR cluster reaches the agent relaying to `node`: its node address and hostPort, or the agents' Service.
-async fn agent_address(
+pub(crate) async fn agent_address(
     client: &kube::Client,
     agent: &AgentAccess,
     node: &str,

@@ -45,7 +45,14 @@ pub(super) async fn run(ctx: &Context, manager: &DataSync, data: &Arc<MappingDat
     let mapping = &request.mapping;
     let (ns, name) = (mapping.namespace().unwrap_or_default(), mapping.name_any());
     let writer = spawn_writer(ctx, data, mapping.clone());
-    if let Err(failure) = run_inner(ctx, manager, data, request).await {
+    let result = run_inner(ctx, manager, data, request).await;
+    if data.cancel.is_cancelled() {
+        // The mapping was deleted or stopped copying: nothing to report on it any more.
+        writer.abort();
+        tracing::info!(mapping = %request.key(), "data sync stopped: the mapping no longer copies data");
+        return;
+    }
+    if let Err(failure) = result {
         tracing::warn!(mapping = %request.key(), reason = failure.reason, message = %failure.message, "data sync could not run");
         data.update(|s| {
             for pvc in &mut s.pvcs {
@@ -146,8 +153,10 @@ async fn run_inner(
     for copy in copies {
         let _ = copy.await;
     }
-    // Drop a previous key no copy needs any more (or rotate, if due meanwhile).
-    ensure_key(ctx, data, request, &settings, false).await?;
+    // Drop a previous key no copy needs any more (or rotate, if due meanwhile) — unless the mapping went away.
+    if !data.cancel.is_cancelled() {
+        ensure_key(ctx, data, request, &settings, false).await?;
+    }
     Ok(())
 }
 

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use dr_syncer_api::cluster_mapping::{ClusterMappingPhase, ClusterMappingStatus};
+use dr_syncer_api::cluster_mapping::{ClusterMappingPhase, ClusterMappingStatus, ConnectionStatus};
 use dr_syncer_api::common::Time;
 use dr_syncer_api::{ClusterMapping, RemoteCluster};
 use futures::StreamExt;
@@ -27,6 +27,11 @@ pub const TARGET_REACHABLE: &str = "TargetReachable";
 pub const READY: &str = "Ready";
 /// Condition: verification is paused.
 pub const PAUSED: &str = "Paused";
+/// Condition: every source agent completed an SSH handshake with its pinned host key.
+pub const AGENTS_CONNECTED: &str = "AgentsConnected";
+
+/// Result of the agent handshakes: `None` when not checked (no `verifyConnectivity`, or no agents asked for).
+pub type AgentsResult = Option<Result<ConnectionStatus, String>>;
 
 /// Result of checking one side.
 pub type SideResult = Result<String, (String, String)>;
@@ -34,8 +39,8 @@ pub type SideResult = Result<String, (String, String)>;
 /// The status after a verification. Pure.
 pub fn plan_status(
     previous: &ClusterMappingStatus,
-    source: &SideResult,
-    target: &SideResult,
+    (source, target): (&SideResult, &SideResult),
+    agents: &AgentsResult,
     generation: Option<i64>,
     now: &Time,
 ) -> ClusterMappingStatus {
@@ -47,14 +52,39 @@ pub fn plan_status(
         };
         conditions::set(&mut s.conditions, desired, generation, now);
     }
-    let connected = source.is_ok() && target.is_ok();
-    let failing: Vec<&str> =
-        [source, target].into_iter().filter_map(|r| r.as_ref().err()).map(|(_, m)| m.as_str()).collect();
-    let message = if connected { "both clusters answer".to_string() } else { failing.join("; ") };
-    let reason = match (source, target) {
-        (Ok(_), Ok(_)) => "Connected",
-        (Err((r, _)), _) | (_, Err((r, _))) => r.as_str(),
+    let agents_side = agents_side(agents);
+    match &agents_side {
+        None => {
+            s.conditions.retain(|c| c.type_ != AGENTS_CONNECTED);
+            s.connection_status = None;
+        }
+        Some(side) => {
+            let desired = match side {
+                Ok(message) => {
+                    Desired { type_: AGENTS_CONNECTED, status: TRUE, reason: "Connected", message: message.clone() }
+                }
+                Err((reason, message)) => {
+                    Desired { type_: AGENTS_CONNECTED, status: FALSE, reason, message: message.clone() }
+                }
+            };
+            conditions::set(&mut s.conditions, desired, generation, now);
+            s.connection_status = agents.as_ref().and_then(|a| a.as_ref().ok().cloned());
+        }
+    }
+    let sides: Vec<&SideResult> = [Some(source), Some(target), agents_side.as_ref()].into_iter().flatten().collect();
+    let connected = sides.iter().all(|r| r.is_ok());
+    let failing: Vec<&str> = sides.iter().filter_map(|r| r.as_ref().err()).map(|(_, m)| m.as_str()).collect();
+    let message = if connected {
+        if agents_side.is_some() {
+            "both clusters answer; every source agent completed an SSH handshake"
+        } else {
+            "both clusters answer"
+        }
+        .to_string()
+    } else {
+        failing.join("; ")
     };
+    let reason = sides.iter().find_map(|r| r.as_ref().err().map(|(r, _)| r.as_str())).unwrap_or("Connected");
     let ready =
         Desired { type_: READY, status: if connected { TRUE } else { FALSE }, reason, message: message.clone() };
     conditions::set(&mut s.conditions, ready, generation, now);
@@ -75,6 +105,29 @@ pub fn plan_status(
     }
     s.observed_generation = generation;
     s
+}
+
+/// The agent handshakes as one more side: per-node errors folded into one message. Pure.
+fn agents_side(agents: &AgentsResult) -> Option<SideResult> {
+    let result = agents.as_ref()?;
+    Some(match result {
+        Err(message) => Err(("AgentCheckFailed".into(), format!("source agents not checked: {message}"))),
+        Ok(status) if crate::agent::probe::all_connected(status) => {
+            Ok(format!("{} source agent(s) completed an SSH handshake", status.connected_agents))
+        }
+        Ok(status) if status.total_source_agents == 0 => {
+            Err(("NoAgents".into(), "no source agent runs (is pvcSync enabled and are the agents Ready?)".into()))
+        }
+        Ok(status) => {
+            let failed: Vec<String> = status
+                .connection_details
+                .iter()
+                .filter(|d| !d.connected)
+                .map(|d| format!("{}: {}", d.source_node, d.error.clone().unwrap_or_default()))
+                .collect();
+            Err(("AgentUnreachable".into(), format!("source agents unreachable: {}", failed.join("; "))))
+        }
+    })
 }
 
 /// The status of a paused mapping: its last state, with the Paused condition. Pure.
@@ -112,6 +165,47 @@ async fn check_side(ctx: &Context, ns: &str, name: &str, same_as_other: bool) ->
         .map_err(|(r, m)| (r, format!("RemoteCluster {name}: {m}")))
 }
 
+/// Checks the source agents from the target cluster when the mapping verifies connectivity and the source cluster
+/// has agents.
+async fn check_agents(ctx: &Context, ns: &str, cm: &ClusterMapping) -> AgentsResult {
+    if !cm.spec.verifies_connectivity() {
+        return None;
+    }
+    let t = ctx.settings.api_timeout;
+    let api: Api<RemoteCluster> = Api::namespaced(ctx.client.clone(), ns);
+    let rc = call("get the source RemoteCluster", t, api.get_opt(&cm.spec.source_cluster)).await.ok().flatten()?;
+    if !crate::agent::enabled(&rc) {
+        return None;
+    }
+    let check = async {
+        let target = call("get the target RemoteCluster", t, api.get(&cm.spec.target_cluster)).await;
+        let target = target.map_err(|e| e.to_string())?;
+        let source_conn = ctx.registry.connect(&ctx.client, &rc, t).await.map_err(|e| e.to_string())?;
+        let target_conn = ctx.registry.connect(&ctx.client, &target, t).await.map_err(|e| e.to_string())?;
+        let key = crate::agent::host_key::ensure(&ctx.client, &rc, t).await.map_err(|e| e.to_string())?;
+        let pvc_sync = rc.spec.pvc_sync.clone().unwrap_or_default();
+        let ssh = pvc_sync.ssh.clone().unwrap_or_default();
+        let access = crate::data::run::AgentAccess {
+            host_key: key.public_openssh.clone(),
+            port: ssh.port.unwrap_or(dr_syncer_api::remote_cluster::DEFAULT_AGENT_SSH_PORT) as u16,
+            service: ssh.service.is_some(),
+        };
+        let image = crate::agent::manifests::image(&pvc_sync, &ctx.settings.agent_image);
+        let name = cm.name_any();
+        let check = crate::agent::probe::Check {
+            source: &source_conn.client,
+            target: &target_conn.client,
+            access: &access,
+            image: &image,
+            mapping: (ns, &name),
+            timeout: t,
+        };
+        crate::agent::probe::check(&check, &ctx.probes).await
+    };
+    let budget = Duration::from_secs(cm.spec.connectivity_timeout_seconds.unwrap_or(60).max(1) as u64);
+    Some(tokio::time::timeout(budget, check).await.unwrap_or_else(|_| Err(format!("checks took over {budget:?}"))))
+}
+
 async fn reconcile(cm: Arc<ClusterMapping>, ctx: Arc<Context>) -> Result<Action, Error> {
     let ns = cm.namespace().ok_or(Error::Incomplete { what: "namespace" })?;
     let api: Api<ClusterMapping> = Api::namespaced(ctx.client.clone(), &ns);
@@ -133,7 +227,8 @@ async fn reconcile(cm: Arc<ClusterMapping>, ctx: Arc<Context>) -> Result<Action,
         check_side(&ctx, &ns, &cm.spec.source_cluster, false),
         check_side(&ctx, &ns, &cm.spec.target_cluster, same)
     );
-    let status = plan_status(&previous, &source, &target, generation, &conditions::now());
+    let agents = if source.is_ok() && target.is_ok() { check_agents(&ctx, &ns, &cm).await } else { None };
+    let status = plan_status(&previous, (&source, &target), &agents, generation, &conditions::now());
     super::status::apply(&api, &cm, &status, ctx.settings.api_timeout).await?;
     let connected = status.phase == Some(ClusterMappingPhase::Connected);
     ctx.metrics.set_mapping_connected(&ns, &cm.name_any(), Some(connected));
@@ -195,14 +290,52 @@ mod tests {
     fn plan_status_counts_failures_and_resets_them_on_success() {
         let down: SideResult = Err(("RemoteClusterNotFound".into(), "gone".into()));
         let up: SideResult = Ok("fine".into());
-        let s1 = plan_status(&ClusterMappingStatus::default(), &up, &down, Some(1), &now());
+        let s1 = plan_status(&ClusterMappingStatus::default(), (&up, &down), &None, Some(1), &now());
         assert_eq!((s1.phase, s1.consecutive_failures), (Some(ClusterMappingPhase::Failed), 1));
         assert_eq!(conditions::get(&s1.conditions, READY).unwrap().reason, "RemoteClusterNotFound");
-        let s2 = plan_status(&s1, &up, &down, Some(1), &now());
+        let s2 = plan_status(&s1, (&up, &down), &None, Some(1), &now());
         assert_eq!(s2.consecutive_failures, 2);
-        let s3 = plan_status(&s2, &up, &up, Some(1), &now());
+        let s3 = plan_status(&s2, (&up, &up), &None, Some(1), &now());
         assert_eq!((s3.phase, s3.consecutive_failures), (Some(ClusterMappingPhase::Connected), 0));
         assert_eq!(s3.last_verified, Some(now()));
+    }
+
+    #[test]
+    fn plan_status_needs_every_agent_when_agents_are_checked() {
+        use dr_syncer_api::cluster_mapping::ConnectionDetail;
+        let up: SideResult = Ok("fine".into());
+        let node = |name: &str, error: Option<&str>| ConnectionDetail {
+            source_node: name.into(),
+            target_node: "dr".into(),
+            connected: error.is_none(),
+            error: error.map(String::from),
+        };
+        let status = |details: Vec<ConnectionDetail>| ConnectionStatus {
+            total_source_agents: details.len() as i32,
+            connected_agents: details.iter().filter(|d| d.connected).count() as i32,
+            connection_details: details,
+            ..Default::default()
+        };
+        let cases: [(AgentsResult, ClusterMappingPhase, &str); 5] = [
+            (None, ClusterMappingPhase::Connected, "Connected"),
+            (Some(Ok(status(vec![node("a", None), node("b", None)]))), ClusterMappingPhase::Connected, "Connected"),
+            (
+                Some(Ok(status(vec![node("a", None), node("b", Some("refused"))]))),
+                ClusterMappingPhase::Failed,
+                "AgentUnreachable",
+            ),
+            (Some(Ok(status(vec![]))), ClusterMappingPhase::Failed, "NoAgents"),
+            (Some(Err("no client".into())), ClusterMappingPhase::Failed, "AgentCheckFailed"),
+        ];
+        for (agents, phase, reason) in cases {
+            let s = plan_status(&ClusterMappingStatus::default(), (&up, &up), &agents, Some(1), &now());
+            assert_eq!(s.phase, Some(phase), "{agents:?}");
+            assert_eq!(conditions::get(&s.conditions, READY).unwrap().reason, reason, "{agents:?}");
+            assert_eq!(conditions::get(&s.conditions, AGENTS_CONNECTED).is_some(), agents.is_some());
+            if reason == "AgentUnreachable" {
+                assert!(s.message.unwrap().contains("b: refused"));
+            }
+        }
     }
 
     #[test]

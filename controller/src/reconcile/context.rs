@@ -58,6 +58,8 @@ pub struct Context {
     pub caches: crate::caches::Caches,
     /// PVC data copies running in the background.
     pub data: crate::data::DataSync,
+    /// Recent agent checks of ClusterMappings.
+    pub probes: crate::agent::probe::ProbeCache,
 }
 
 impl Context {

@@ -129,10 +129,16 @@ pub async fn wait_pvc(
     .await
 }
 
-/// Waits for a successful copy of `pvc` that finished after `after`.
+/// `t` rounded down to the second: status times are written with second precision.
+pub fn floor_second(t: jiff::Timestamp) -> jiff::Timestamp {
+    jiff::Timestamp::from_second(t.as_second()).unwrap()
+}
+
+/// Waits for a successful copy of `pvc` that started at or after `after`.
 pub async fn wait_copied(env: &Env, mapping: &str, pvc: &str, after: jiff::Timestamp) -> PvcDataStatus {
+    let after = floor_second(after);
     wait_pvc(env, mapping, pvc, "a successful copy", |p| {
-        p.phase == PvcDataPhase::Succeeded && p.last_success_time.as_ref().is_some_and(|t| t.0 > after)
+        p.phase == PvcDataPhase::Succeeded && p.last_start_time.as_ref().is_some_and(|t| t.0 >= after)
     })
     .await
 }

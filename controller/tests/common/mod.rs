@@ -72,6 +72,7 @@ impl Env {
             metrics: ControllerMetrics::register(&registry).unwrap(),
             settings,
             caches: Default::default(),
+            probes: Default::default(),
             data: dr_syncer_controller::data::DataSync::new(&registry, format!("test-{prefix}")).unwrap(),
         };
         let shutdown = CancellationToken::new();

@@ -140,3 +140,14 @@ pub fn promtool_check(text: &str) -> Result<(), String> {
         Err(format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
     }
 }
+
+/// Arguments of the controller binary for a test or benchmark: the cluster of `kubeconfig`, dr-syncer resources in
+/// `namespace` only, JSON logs, probe and metrics servers on free loopback ports.
+pub fn controller_args(kubeconfig: &Path, namespace: &str) -> Vec<String> {
+    let mut args: Vec<String> = vec!["--kubeconfig".into(), kubeconfig.display().to_string()];
+    args.extend(["--namespace", namespace, "--log-format", "json"].map(String::from));
+    args.extend(
+        ["--health-probe-bind-address", "127.0.0.1:0", "--metrics-bind-address", "127.0.0.1:0"].map(String::from),
+    );
+    args
+}
