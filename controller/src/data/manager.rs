@@ -177,6 +177,13 @@ impl DataSync {
         });
     }
 
+    /// Whether a data sync of the mapping runs (or is queued) in this process.
+    pub fn is_running(&self, namespace: &str, name: &str) -> bool {
+        let key = format!("{namespace}/{name}");
+        let data = self.mappings.lock().ok().and_then(|m| m.get(&key).cloned());
+        data.is_some_and(|d| d.run.lock().is_ok_and(|r| r.running))
+    }
+
     /// Stops the mapping's copies and forgets it — the mapping was deleted (`deleted`) or no longer copies data.
     /// In the background, its keys are revoked at the agents, the objects of its copies and its key Secrets are
     /// deleted, and (when it still exists) its `status.dataSync` is removed.

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use dr_syncer_api::namespace_mapping::{NamespaceMappingPhase, NamespaceMappingStatus, ReplicationMode};
+use dr_syncer_api::namespace_mapping::{NamespaceMappingPhase, NamespaceMappingStatus, PvcDataPhase, ReplicationMode};
 use jiff::{SignedDuration, Timestamp};
 
 use crate::reconcile::conditions;
@@ -25,8 +25,8 @@ pub enum SyncReason {
     Scheduled,
     /// The periodic full sync (Continuous mode).
     Periodic,
-    /// The status says a sync is running but none runs here: it was cut short (the controller restarted, or
-    /// another replica took the lead), so it runs again.
+    /// The status says a sync (or a PVC data copy) is running but none runs here: it was cut short (the controller
+    /// restarted, or another replica took the lead), so it runs again.
     Interrupted,
     /// Asked for by the watch-driven sync of a Continuous mapping (the text says why).
     Watch(&'static str),
@@ -81,6 +81,8 @@ pub struct Inputs<'a> {
     pub cadence: &'a Cadence,
     /// A full sync asked for by the watch-driven sync.
     pub requested: Option<SyncReason>,
+    /// A PVC data sync of the mapping runs in this process.
+    pub data_running: bool,
     /// Now.
     pub now: Timestamp,
 }
@@ -119,6 +121,13 @@ pub fn stalled(status: &NamespaceMappingStatus, generation: Option<i64>) -> bool
         .is_some_and(|c| c.status == conditions::TRUE && c.observed_generation == generation)
 }
 
+/// Whether `status.dataSync` shows PVC copies queued or running (which a restart cuts short).
+fn data_unfinished(status: &NamespaceMappingStatus) -> bool {
+    status.data_sync.as_ref().is_some_and(|d| {
+        d.in_flight > 0 || d.pvcs.iter().any(|p| matches!(p.phase, PvcDataPhase::Running | PvcDataPhase::Queued))
+    })
+}
+
 /// Decides whether to sync now (called only while no sync of the mapping runs in this process). Pure.
 pub fn decide(input: &Inputs<'_>) -> Decision {
     let status = input.status;
@@ -129,7 +138,7 @@ pub fn decide(input: &Inputs<'_>) -> Decision {
         Some(SyncReason::SyncNow)
     } else if let Some(t) = new_trigger {
         Some(SyncReason::SpecTrigger(t.to_string()))
-    } else if status.phase == Some(NamespaceMappingPhase::Running) {
+    } else if status.phase == Some(NamespaceMappingPhase::Running) || (data_unfinished(status) && !input.data_running) {
         Some(SyncReason::Interrupted)
     } else if let Some(requested) = &input.requested {
         Some(requested.clone())

@@ -37,6 +37,7 @@ fn input<'a>(status: &'a NamespaceMappingStatus, cadence: &'a Cadence, now: &str
         spec_trigger: None,
         cadence,
         requested: None,
+        data_running: false,
         now: ts(now),
     }
 }
@@ -145,6 +146,31 @@ fn decide_resumes_sync_when_status_says_running_but_none_runs_here() {
     for mode in [ReplicationMode::Manual, ReplicationMode::Scheduled, ReplicationMode::Continuous] {
         let d = decide(&Inputs { mode, ..input(&status, &Cadence::Never, "2026-01-01T10:02:00Z") });
         assert_eq!(d.start, Some(SyncReason::Interrupted), "{mode:?}");
+    }
+}
+
+#[test]
+fn decide_resumes_data_sync_when_status_shows_copies_but_none_runs_here() {
+    use dr_syncer_api::namespace_mapping::{DataSyncStatus, PvcDataPhase, PvcDataStatus};
+    let with = |phase| NamespaceMappingStatus {
+        data_sync: Some(DataSyncStatus {
+            pvcs: vec![PvcDataStatus { phase, ..Default::default() }],
+            ..Default::default()
+        }),
+        ..synced(1)
+    };
+    let cases = [
+        (PvcDataPhase::Running, false, Some(SyncReason::Interrupted)),
+        (PvcDataPhase::Queued, false, Some(SyncReason::Interrupted)),
+        (PvcDataPhase::Running, true, None),
+        (PvcDataPhase::Succeeded, false, None),
+        (PvcDataPhase::Failed, false, None),
+    ];
+    for (phase, data_running, expected) in cases {
+        let status = with(phase);
+        let base = input(&status, &Cadence::Never, "2026-01-01T10:02:00Z");
+        let d = decide(&Inputs { mode: ReplicationMode::Manual, data_running, ..base });
+        assert_eq!(d.start, expected, "{phase:?} running here: {data_running}");
     }
 }
 

@@ -249,6 +249,7 @@ async fn apply_inner(
         spec_trigger: nm.spec.sync_trigger.as_deref(),
         cadence: &cadence,
         requested,
+        data_running: mc.ctx.data.is_running(&nm.namespace().unwrap_or_default(), &nm.name_any()),
         now: now.0,
     });
     status.next_sync_time = decision.next_sync_time.map(Time);
