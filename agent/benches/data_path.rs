@@ -21,6 +21,12 @@ use rand::{Rng, RngExt, SeedableRng};
 
 const GIB: u64 = 1 << 30;
 const SMALL_FILES: usize = 20_000;
+/// A step: its name and how it changes the volume.
+type Step = (&'static str, fn(&Path));
+/// A measurement: step, path, seconds, relay CPU seconds.
+type Row = (&'static str, &'static str, f64, f64);
+/// Rounds of the whole sequence unless `BENCH_ROUNDS` says otherwise; medians are reported, with the range.
+const ROUNDS: usize = 3;
 
 /// CPU seconds (user + system, including reaped children) and peak RSS in KiB of a process.
 fn cpu_and_peak(pid: u32) -> (f64, u64) {
@@ -79,6 +85,7 @@ impl Sshd {
             .arg(dir.join("sshd_config"))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.join("sshd.log")).unwrap())
             .spawn()
             .expect("start sshd (make tools extracts it)");
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -110,8 +117,8 @@ fn which(name: &str) -> PathBuf {
         .unwrap_or_else(|| panic!("{name} not on PATH (run make tools)"))
 }
 
-/// Writes the source: a 2 GiB file of random data and 20,000 files of 1–8 KiB in 100 directories.
-fn build_source(volume: &Path) {
+/// Writes a 2 GiB file of random data into the volume.
+fn write_big(volume: &Path) {
     let mut rng = rand::rngs::SmallRng::seed_from_u64(7);
     let big = volume.join("big");
     std::fs::create_dir_all(&big).unwrap();
@@ -122,6 +129,11 @@ fn build_source(volume: &Path) {
         std::io::Write::write_all(&mut file, &chunk).unwrap();
     }
     std::io::Write::flush(&mut file).unwrap();
+}
+
+/// Writes 20,000 files of 1–8 KiB in 100 directories into the volume.
+fn write_small(volume: &Path) {
+    let mut rng = rand::rngs::SmallRng::seed_from_u64(9);
     for i in 0..SMALL_FILES {
         let dir = volume.join("small").join(format!("d{:02}", i % 100));
         std::fs::create_dir_all(&dir).unwrap();
@@ -157,20 +169,20 @@ struct Path3 {
     relay_pid: Option<u32>,
 }
 
-/// Runs one pull of `part` (a subdirectory of the volume) into `dest`; returns (seconds, relay CPU seconds).
-fn pull(path: &Path3, part: &str, dest: &Path) -> (f64, f64) {
-    std::fs::create_dir_all(dest.join(part)).unwrap();
+/// Pulls the whole volume (the rsync pod serves only its root) into `dest`; returns (seconds, relay CPU seconds).
+fn pull(path: &Path3, dest: &Path) -> (f64, f64) {
+    std::fs::create_dir_all(dest).unwrap();
     let cpu_before = path.relay_pid.map_or(0.0, |p| cpu_and_peak(p).0);
     let started = Instant::now();
     let out = Command::new("rsync")
         .args(["-aHAXS", "--numeric-ids", "--delete", "-e", &path.rsh])
-        .arg(format!("{}/{part}/", path.source))
-        .arg(format!("{}/", dest.join(part).display()))
+        .arg(format!("{}/", path.source))
+        .arg(format!("{}/", dest.display()))
         .stdin(Stdio::null())
         .output()
         .unwrap();
     let seconds = started.elapsed().as_secs_f64();
-    assert!(out.status.success(), "{} {part}: {}", path.name, String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{}: {}", path.name, String::from_utf8_lossy(&out.stderr));
     let cpu = path.relay_pid.map_or(0.0, |pid| {
         let deadline = Instant::now() + Duration::from_secs(10);
         while path.name != "agent" && has_children(pid) && Instant::now() < deadline {
@@ -183,7 +195,7 @@ fn pull(path: &Path3, part: &str, dest: &Path) -> (f64, f64) {
 
 fn mount_tmpfs(dir: &Path) -> bool {
     std::fs::create_dir_all(dir).unwrap();
-    Command::new("mount").args(["-t", "tmpfs", "-o", "size=10g", "tmpfs"]).arg(dir).status().is_ok_and(|s| s.success())
+    Command::new("mount").args(["-t", "tmpfs", "-o", "size=14g", "tmpfs"]).arg(dir).status().is_ok_and(|s| s.success())
 }
 
 fn main() {
@@ -235,43 +247,74 @@ fn main() {
         },
     ];
     println!("data path benchmark (destinations on {})", if tmpfs { "tmpfs" } else { "disk" });
-    let started = Instant::now();
-    build_source(&lab.volume);
-    println!("source written in {:.1} s: 2 GiB file + {SMALL_FILES} small files", started.elapsed().as_secs_f64());
-    let mut rows = Vec::new();
-    for (step, part) in [("2 GiB file", "big"), ("20k small files", "small")] {
-        for path in &paths {
-            let (seconds, cpu) = pull(path, part, &lab.dir.join(format!("dest-{}", path.name)));
-            rows.push((step, path.name, seconds, cpu));
+    // Each round starts from an empty volume and empty destinations and has three steps, each pulled by every
+    // path (in a rotating order) into its own destination: the 2 GiB file alone; then 20,000 small files added
+    // (the large file is unchanged, so rsync skips it after comparing size and time); then 1 % changed.
+    let steps: [Step; 3] =
+        [("2 GiB file", write_big), ("20k small files", write_small), ("1% changed", change_one_percent)];
+    let mut rows: Vec<Row> = Vec::new();
+    let rounds: usize =
+        std::env::var("BENCH_ROUNDS").ok().and_then(|r| r.parse().ok()).filter(|r| *r > 0).unwrap_or(ROUNDS);
+    for round in 0..rounds {
+        for dir in
+            [lab.volume.clone()].into_iter().chain(paths.iter().map(|p| lab.dir.join(format!("dest-{}", p.name))))
+        {
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::create_dir_all(&dir).unwrap();
         }
-    }
-    change_one_percent(&lab.volume);
-    for path in &paths {
-        let dest = lab.dir.join(format!("dest-{}", path.name));
-        let (a, ca) = pull(path, "big", &dest);
-        let (b, cb) = pull(path, "small", &dest);
-        rows.push(("1% changed", path.name, a + b, ca + cb));
+        for (step, prepare) in steps {
+            prepare(&lab.volume);
+            for k in 0..paths.len() {
+                let path = &paths[(k + round) % paths.len()];
+                let (seconds, cpu) = pull(path, &lab.dir.join(format!("dest-{}", path.name)));
+                rows.push((step, path.name, seconds, cpu));
+            }
+        }
+        println!("round {} of {rounds} done", round + 1);
     }
     let (_, bastion_peak) = cpu_and_peak(lab.bastion_pid());
     let small_bytes: u64 = walk_bytes(&lab.volume.join("small"));
-    println!("{:<18} {:<7} {:>9} {:>10} {:>14}", "run", "path", "seconds", "MB/s", "relay CPU s/GiB");
-    for (step, name, seconds, cpu) in &rows {
-        let bytes = match *step {
+    let median = |step: &str, name: &str, pick: fn(&Row) -> f64| {
+        let mut v: Vec<f64> = rows.iter().filter(|r| r.0 == step && r.1 == name).map(pick).collect();
+        v.sort_by(f64::total_cmp);
+        v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
+    };
+    println!("medians of {rounds} rounds (range of seconds in brackets)");
+    println!(
+        "{:<16} {:<7} {:>8} {:>9} {:>12} {:>16}",
+        "step", "path", "seconds", "MB/s", "relay CPU s", "relay CPU s/GiB"
+    );
+    for (step, _) in steps {
+        // Bytes the step had to bring over: the file, the small files, the changed 1 % (20 MiB + 200 files).
+        let bytes = match step {
             "2 GiB file" => 2 * GIB,
             "20k small files" => small_bytes,
-            _ => 2 * GIB + small_bytes,
+            _ => (20 << 20) + small_bytes / 100,
         };
-        let per_gib = if *name == "direct" { f64::NAN } else { cpu / (bytes as f64 / GIB as f64) };
-        println!("{step:<18} {name:<7} {seconds:>9.2} {:>10.1} {per_gib:>14.3}", bytes as f64 / seconds / 1e6);
+        for path in &paths {
+            let (seconds, cpu) = (median(step, path.name, |r| r.2), median(step, path.name, |r| r.3));
+            let (cpu, per_gib) = if path.name == "direct" {
+                ("-".to_string(), "-".to_string())
+            } else {
+                (format!("{cpu:.2}"), format!("{:.3}", cpu / (bytes as f64 / GIB as f64)))
+            };
+            let all: Vec<f64> = rows.iter().filter(|r| r.0 == step && r.1 == path.name).map(|r| r.2).collect();
+            let (low, high) = all.iter().fold((f64::MAX, 0.0f64), |(l, h), v| (l.min(*v), h.max(*v)));
+            println!(
+                "{step:<16} {:<7} {seconds:>8.2} {:>9.1} {cpu:>12} {per_gib:>16}   [{low:.2}–{high:.2}]",
+                path.name,
+                bytes as f64 / seconds / 1e6
+            );
+        }
     }
-    let time = |step: &str, name: &str| rows.iter().find(|r| r.0 == step && r.1 == name).map_or(f64::NAN, |r| r.2);
-    let cpu = |step: &str, name: &str| rows.iter().find(|r| r.0 == step && r.1 == name).map_or(f64::NAN, |r| r.3);
-    for step in ["2 GiB file", "20k small files", "1% changed"] {
+    for (step, _) in steps {
+        let time = |name| median(step, name, |r| r.2);
+        let cpu = |name| median(step, name, |r| r.3);
         println!(
             "ratio {step:<16} agent/jump throughput {:.2}x  agent/direct {:.2}x  bastion/sshd-jump CPU {:.2}x",
-            time(step, "jump") / time(step, "agent"),
-            time(step, "direct") / time(step, "agent"),
-            cpu(step, "agent") / cpu(step, "jump"),
+            time("jump") / time("agent"),
+            time("direct") / time("agent"),
+            cpu("agent") / cpu("jump"),
         );
     }
     println!("bastion peak RSS {:.1} MiB", bastion_peak as f64 / 1024.0);

@@ -40,6 +40,10 @@ if [ ! -x "$TOOLS_BIN/sshd" ]; then
   rm -rf "$work"
   echo "ensure-tools: sshd in $TOOLS_BIN (not installed as a service)" >&2
 fi
+# sshd started as root needs its privilege-separation user (the package's postinst would add it the same way).
+if [ "$(id -u)" -eq 0 ] && ! getent passwd sshd >/dev/null; then
+  useradd --system --no-create-home --home-dir /run/sshd --shell /usr/sbin/nologin sshd
+fi
 if ! command -v kubectl >/dev/null; then
   SUDO=""
   [ "$(id -u)" -eq 0 ] || SUDO=sudo
