@@ -88,7 +88,8 @@ copied() {
   local phase start
   phase=$(ks -n "$NS" get nsm shop -o jsonpath='{.status.dataSync.pvcs[?(@.name=="uploads")].phase}')
   start=$(ks -n "$NS" get nsm shop -o jsonpath='{.status.dataSync.pvcs[?(@.name=="uploads")].lastStartTime}')
-  [ "$phase" = Succeeded ] && [ -n "$start" ] && [ "$(date -u -d "$start" +%s)" -ge "$((asked - 1))" ]
+  [ "$phase" = Succeeded ] && [ -n "$start" ] && [ "$(date -u -d "$start" +%s)" -ge "$((asked - 1))" ] &&
+    [ "$(ks -n "$NS" get remotecluster source -o jsonpath='{.status.pvcSync.phase}')" = Ready ]
 }
 until copied; do
   if [ $SECONDS -ge $deadline ]; then
