@@ -123,13 +123,18 @@ async fn pvc_data_is_copied_through_the_agent_verified_rotated_and_revoked() {
     let patch = json!({"stringData": {policy_targets_key(&node): "{}"}});
     policy.patch(AGENT_POLICY_SECRET, &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap();
 
-    // An incremental change (edits, deletes, renames, new files) converges.
+    // An incremental change (edits, deletes, renames, new files) converges; a PVC deleted in the source leaves
+    // status.dataSync and takes its recovery-point series with it.
     tree::change(&volume);
+    common::delete(&env.source_client, "v1", "PersistentVolumeClaim", src.name(), "logs.v2-archive").await;
     let t1 = jiff::Timestamp::now();
     env.sync_now("m").await;
     let second = data::wait_copied(&env, "m", "data", t1).await;
     tree::assert_same(&volume, &dest);
     assert!(second.bytes_transferred < first.bytes_transferred, "incremental sends less: {second:?}");
+    let pvcs = env.mappings().get("m").await.unwrap().status.unwrap().data_sync.unwrap().pvcs;
+    assert_eq!(pvcs.iter().map(|p| p.name.as_str()).collect::<Vec<_>>(), ["data"]);
+    assert!(!env.metrics().contains("pvc=\"logs.v2-archive\""), "series of the deleted PVC removed");
 
     // A rotation in the middle of a slow copy: the copy finishes with the key it started with, then that key is
     // retired and refused.

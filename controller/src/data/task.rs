@@ -124,9 +124,21 @@ async fn run_inner(
         sweep::Scope { source: &request.source, destination: &request.destination, mapping: (&ns, &name), timeout: t };
     let sources: Vec<String> = request.namespaces.iter().map(|c| c.source.clone()).collect();
     sweep::stale_targets(&scope, &sources).await?;
+    // PVCs gone from the mapping leave its status and take their metric series (their recovery point) with them.
+    let mut gone = Vec::new();
     data.update(|s| {
-        s.pvcs.retain(|p| pvcs.iter().any(|(src, _, pvc)| *src == p.namespace && *pvc == p.name));
+        s.pvcs.retain(|p| {
+            let keep = pvcs.iter().any(|(src, _, pvc)| *src == p.namespace && *pvc == p.name);
+            if !keep {
+                gone.push((p.namespace.clone(), p.name.clone()));
+            }
+            keep
+        });
     });
+    for (pvc_ns, pvc) in &gone {
+        manager.metrics.forget_pvc((&ns, &name), (pvc_ns, pvc));
+        tracing::info!(mapping = %request.key(), pvc = %format!("{pvc_ns}/{pvc}"), "PVC no longer in the mapping; its data status and metrics removed");
+    }
     let generation = request.mapping.meta().generation.unwrap_or_default();
     let mapping_slots = Arc::new(Semaphore::new(settings.config.concurrent_syncs.unwrap_or(2).max(1) as usize));
     let global = manager.global_slots(&request.source_rc);
@@ -211,7 +223,7 @@ async fn list_pvcs(request: &DataRequest, t: Duration) -> Result<Vec<(String, St
         let api: Api<PersistentVolumeClaim> = Api::namespaced(request.destination.clone(), &covered.destination);
         let what = format!("list PVCs of {}", covered.destination);
         let list = crate::error::with_timeout(what, t, api.list(&ListParams::default().labels(&selector))).await?;
-        for pvc in list.items {
+        for pvc in list.items.into_iter().filter(|p| p.metadata.deletion_timestamp.is_none()) {
             let from = pvc.annotations().get(ANNOTATION_SOURCE_NAMESPACE).cloned().unwrap_or_default();
             if from == covered.source {
                 found.push((covered.source.clone(), covered.destination.clone(), pvc.name_any()));
