@@ -24,6 +24,11 @@ use tracing::info;
 #[derive(Parser, Debug)]
 #[command(version)]
 struct Cli {
+    /// Worker threads of the async runtime. One measured fastest on a 2-CPU node (fewer cross-thread wake-ups while
+    /// rsync and ssh keep the CPUs busy: 1.13–1.16× an OpenSSH jump host instead of 0.87–1.19×); raise it on nodes
+    /// that relay many copies at once.
+    #[arg(long, global = true, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
+    worker_threads: u16,
     #[command(subcommand)]
     command: Command,
 }
@@ -136,8 +141,7 @@ fn read_text(path: &Path) -> anyhow::Result<String> {
     std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,russh=warn".into()),
@@ -145,6 +149,15 @@ async fn main() -> anyhow::Result<()> {
         .json()
         .init();
     let cli = Cli::parse();
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(usize::from(cli.worker_threads))
+        .enable_all()
+        .build()
+        .context("async runtime")?
+        .block_on(run(cli))
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
     if let Command::Copy {
         ssh_config,
         source_host,
