@@ -179,14 +179,15 @@ async fn copy_held(
     };
     sweep::pvc(&scope, &job.source_ns, &job.destination_ns, &job.pvc).await?;
     let stop = data.cancel.child_token();
+    // Cancels the copy when the Lease is lost, then waits for the copy to end (and clean up) on its own.
     let watch = async {
         held.lost().await;
         stop.cancel();
-        std::future::pending::<()>().await;
+        std::future::pending::<Result<Totals, Failure>>().await
     };
     let result = tokio::select! {
         result = copy_once(ctx, request, settings, agent, key, job, data, &stop) => result,
-        () = watch => Err(Failure::transient("LeaseLost", "unreachable")),
+        result = watch => result,
     };
     match result {
         Err(failure) if failure.reason == super::run::STOPPED && held.is_lost() => Err(Failure::transient(
