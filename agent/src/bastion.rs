@@ -15,6 +15,7 @@ use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
+use crate::listen::{Gate, Service};
 use crate::metrics::AgentMetrics;
 use crate::policy::{Identity, Policy, Refusal};
 
@@ -32,17 +33,17 @@ pub struct Bastion {
     pub metrics: AgentMetrics,
 }
 
-impl russh::server::Server for Bastion {
+impl Service for Bastion {
     type Handler = Connection;
 
-    fn new_client(&mut self, peer: Option<SocketAddr>) -> Connection {
-        self.metrics.connections.inc();
-        Connection { peer, policy: self.policy.clone(), metrics: self.metrics.clone(), identity: None }
-    }
-
-    fn handle_session_error(&mut self, error: russh::Error) {
-        // Resets and early EOFs when a client goes away are the normal end of `ssh -W`.
-        debug!(%error, "connection ended");
+    fn connect(&mut self, peer: SocketAddr, gate: Gate) -> Connection {
+        Connection {
+            peer: Some(peer),
+            policy: self.policy.clone(),
+            metrics: self.metrics.clone(),
+            identity: None,
+            gate,
+        }
     }
 }
 
@@ -51,18 +52,20 @@ pub struct Connection {
     peer: Option<SocketAddr>,
     policy: watch::Receiver<Arc<Policy>>,
     metrics: AgentMetrics,
-    identity: Option<Identity>,
+    /// The mapping and key the client authenticated as.
+    identity: Option<(Identity, PublicKey)>,
+    gate: Gate,
 }
 
 impl Connection {
     fn refuse(&self, refusal: &Refusal, key: Option<&PublicKey>) {
         self.metrics.refusals.with_label_values(&[refusal.reason()]).inc();
         let fingerprint = match (&self.identity, key) {
-            (Some(identity), _) => identity.fingerprint.clone(),
+            (Some((identity, _)), _) => identity.fingerprint.clone(),
             (None, Some(key)) => crate::keys::fingerprint(key),
             (None, None) => "-".to_string(),
         };
-        let mapping = self.identity.as_ref().map_or("-", |i| i.mapping.as_str());
+        let mapping = self.identity.as_ref().map_or("-", |(i, _)| i.mapping.as_str());
         warn!(peer = ?self.peer, %fingerprint, mapping, reason = refusal.reason(), "refused: {refusal}");
     }
 
@@ -89,7 +92,14 @@ impl russh::server::Handler for Connection {
         match self.identify(key.public_key) {
             Ok(identity) => {
                 info!(peer = ?self.peer, user, fingerprint = %identity.fingerprint, mapping = %identity.mapping, "authenticated");
-                self.identity = Some(identity);
+                self.gate.authenticated();
+                tokio::spawn(revoke_when_refused(
+                    self.policy.clone(),
+                    key.public_key.clone(),
+                    self.gate.clone(),
+                    self.metrics.clone(),
+                ));
+                self.identity = Some((identity, key.public_key.clone()));
                 Ok(Auth::Accept)
             }
             Err(refusal) => {
@@ -120,8 +130,13 @@ impl russh::server::Handler for Connection {
         reply: ChannelOpenHandle,
         _session: &mut Session,
     ) -> Result<(), Self::Error> {
+        // The key is checked again at every channel: one removed from the policy, or past its notAfter, opens
+        // nothing more even on a connection that authenticated before.
         let decision = match &self.identity {
-            Some(identity) => self.policy.borrow().target(identity, host, port),
+            Some((_, key)) => {
+                let policy = self.policy.borrow().clone();
+                policy.identify(key, Timestamp::now()).and_then(|identity| policy.target(&identity, host, port))
+            }
             None => Err(Refusal::NotAuthenticated),
         };
         let address = match decision {
@@ -146,7 +161,7 @@ impl russh::server::Handler for Connection {
             }
         };
         reply.accept().await;
-        let mapping = self.identity.as_ref().map(|i| i.mapping.clone()).unwrap_or_default();
+        let mapping = self.identity.as_ref().map(|(i, _)| i.mapping.clone()).unwrap_or_default();
         info!(peer = ?self.peer, %mapping, %address, "relaying");
         tokio::spawn(relay(channel, stream, address, self.metrics.clone()));
         Ok(())
@@ -185,6 +200,39 @@ impl russh::server::Handler for Connection {
     async fn streamlocal_forward(&mut self, _path: &str, _session: &mut Session) -> Result<bool, Self::Error> {
         self.refuse(&Refusal::Request("a remote Unix socket forward"), None);
         Ok(false)
+    }
+}
+
+/// Watches the policy for as long as the connection lives and cuts it (every relay on it too) once `key` is
+/// refused: removed from the authorized set, or past its `notAfter`.
+async fn revoke_when_refused(
+    mut policy: watch::Receiver<Arc<Policy>>,
+    key: PublicKey,
+    gate: Gate,
+    metrics: AgentMetrics,
+) {
+    loop {
+        let now = Timestamp::now();
+        let verdict = policy.borrow_and_update().identify(&key, now);
+        let identity = match verdict {
+            Ok(identity) => identity,
+            Err(refusal) => {
+                metrics.refusals.with_label_values(&[refusal.reason()]).inc();
+                warn!(fingerprint = %crate::keys::fingerprint(&key), reason = refusal.reason(), "closing a connection whose key is refused now: {refusal}");
+                gate.cut();
+                return;
+            }
+        };
+        // Wake up when the policy changes or the key's notAfter passes, whichever comes first.
+        let until_expiry = identity
+            .not_after
+            .map(|end| end.duration_since(now).unsigned_abs() + Duration::from_millis(10))
+            .unwrap_or(Duration::MAX);
+        tokio::select! {
+            changed = policy.changed() => if changed.is_err() { return },
+            () = tokio::time::sleep(until_expiry.min(Duration::from_secs(86_400 * 365))) => {}
+            () = gate.closed() => return,
+        }
     }
 }
 

@@ -7,7 +7,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use rand::seq::IndexedRandom;
-use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, BufReader};
+use tokio::io::{AsyncRead, AsyncReadExt, BufReader};
 use tokio::process::Command;
 
 use crate::progress::{Report, Stats, is_difference, parse_progress};
@@ -20,6 +20,14 @@ const MISMATCHES_NAMED: usize = 5;
 const PROGRESS_EVERY: Duration = Duration::from_secs(1);
 /// Exit code of a failed verification (outside rsync's own codes).
 pub const EXIT_VERIFY_FAILED: i32 = 100;
+/// Exit code when the result could not be written to `--result-file`.
+pub const EXIT_NO_RESULT: i32 = 101;
+/// Prefix of every stderr line echoed from rsync, ssh or the remote sender.
+pub const STDERR_PREFIX: &str = "rsync-stderr| ";
+/// Longest line kept from rsync's output; the rest of a longer line is dropped.
+const LINE_MAX: usize = 4096;
+/// Longest message in the final report: the whole report must fit a termination message (4 KiB).
+const MESSAGE_MAX: usize = 2048;
 
 /// How the copy is checked after it finished.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -53,6 +61,8 @@ pub struct CopyJob {
     pub sample_percent: u8,
     /// Directory for temporary files (the sample's filter).
     pub scratch: PathBuf,
+    /// Where the final report is written as JSON, besides stdout (the pod's termination message file).
+    pub result_file: Option<PathBuf>,
 }
 
 impl CopyJob {
@@ -79,45 +89,63 @@ pub async fn run(job: &CopyJob) -> i32 {
     let copied = run_rsync(job.command(&copy_flags), true).await;
     let copy_ok = copied.exit_code == 0 || copied.exit_code == 24;
     if !copy_ok || job.verify == Verify::None {
-        return finish("copy", copied, 0);
+        return finish(job, "copy", copied, 0);
     }
     let mut flags = vec!["--dry-run".to_string(), "--itemize-changes".to_string(), "--checksum".to_string()];
     if job.verify == Verify::Sample {
         match write_sample_filter(job) {
             Ok(Some(filter)) => flags.push(format!("--filter=merge {}", filter.display())),
-            Ok(None) => return finish("copy", copied, 0),
+            Ok(None) => return finish(job, "copy", copied, 0),
             Err(error) => {
                 let message = format!("cannot choose the verification sample: {error}");
-                return finish("verify", Outcome { exit_code: -1, message, ..Outcome::default() }, 0);
+                return finish(job, "verify", Outcome { exit_code: -1, message, ..Outcome::default() }, 0);
             }
         }
     }
     let verified = run_rsync(job.command(&flags), false).await;
     let mismatches = verified.differences.len() as u64;
     if verified.exit_code != 0 && verified.exit_code != 24 {
-        return finish("verify", verified, mismatches);
+        return finish(job, "verify", verified, mismatches);
     }
     let mut outcome = Outcome { exit_code: copied.exit_code, stats: copied.stats, ..Outcome::default() };
     if mismatches > 0 {
         outcome.exit_code = EXIT_VERIFY_FAILED;
         let named: Vec<&str> = verified.differences.iter().take(MISMATCHES_NAMED).map(String::as_str).collect();
         outcome.message = format!("{mismatches} differences after the copy, e.g. {}", named.join(" | "));
-        return finish("verify", outcome, mismatches);
+        return finish(job, "verify", outcome, mismatches);
     }
-    finish("verify", outcome, 0)
+    finish(job, "verify", outcome, 0)
 }
 
-fn finish(step: &str, outcome: Outcome, mismatches: u64) -> i32 {
+fn finish(job: &CopyJob, step: &str, outcome: Outcome, mismatches: u64) -> i32 {
     let report = Report::Done {
         step: step.to_string(),
         exit_code: outcome.exit_code,
         bytes_transferred: outcome.stats.bytes_transferred,
         files_transferred: outcome.stats.files_transferred,
         mismatches,
-        message: outcome.message,
+        message: truncate(&outcome.message, MESSAGE_MAX),
     };
     println!("{}", report.to_line());
-    if outcome.exit_code == 24 { 0 } else { outcome.exit_code.clamp(0, 255) }
+    if let Some(path) = &job.result_file
+        && let Err(error) = std::fs::write(path, report.to_json())
+    {
+        eprintln!("{STDERR_PREFIX}cannot write the result to {}: {error}", path.display());
+        return EXIT_NO_RESULT;
+    }
+    report.process_exit_code()
+}
+
+/// The first `max` bytes of `text`, cut at a character boundary.
+fn truncate(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_string();
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &text[..end])
 }
 
 /// What one rsync run produced.
@@ -166,7 +194,9 @@ async fn read_stdout(stdout: impl AsyncRead + Unpin, report_progress: bool, outc
         };
         for byte in &chunk[..n] {
             if *byte != b'\r' && *byte != b'\n' {
-                buffer.push(*byte);
+                if buffer.len() < LINE_MAX {
+                    buffer.push(*byte);
+                }
                 continue;
             }
             let line = String::from_utf8_lossy(&buffer).into_owned();
@@ -199,15 +229,39 @@ fn take_line(line: &str, report_progress: bool, last_report: &mut Option<Instant
     }
 }
 
+/// Reads rsync's stderr (its own messages, ssh's, and whatever the remote sender writes), echoing each line to
+/// this program's stderr behind [`STDERR_PREFIX`] so no echoed line can pass for a report, and keeps the last
+/// [`STDERR_TAIL`] lines. Lines are cut at [`LINE_MAX`] bytes, so a sender that never ends a line cannot grow memory.
 async fn read_stderr(stderr: impl AsyncRead + Unpin) -> String {
-    let mut lines = BufReader::new(stderr).lines();
+    let mut reader = BufReader::new(stderr);
     let mut tail = std::collections::VecDeque::with_capacity(STDERR_TAIL);
-    while let Ok(Some(line)) = lines.next_line().await {
-        eprintln!("{line}");
+    let mut line = Vec::with_capacity(256);
+    let mut chunk = [0u8; 8192];
+    let mut keep = |line: &mut Vec<u8>| {
+        let text: String =
+            String::from_utf8_lossy(line).chars().map(|c| if c.is_control() { '?' } else { c }).collect();
+        line.clear();
+        eprintln!("{STDERR_PREFIX}{text}");
         if tail.len() == STDERR_TAIL {
             tail.pop_front();
         }
-        tail.push_back(line);
+        tail.push_back(text);
+    };
+    loop {
+        let n = match reader.read(&mut chunk).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        for byte in &chunk[..n] {
+            if *byte == b'\n' {
+                keep(&mut line);
+            } else if line.len() < LINE_MAX {
+                line.push(*byte);
+            }
+        }
+    }
+    if !line.is_empty() {
+        keep(&mut line);
     }
     Vec::from(tail).join("\n")
 }
@@ -228,12 +282,14 @@ fn write_sample_filter(job: &CopyJob) -> std::io::Result<Option<PathBuf>> {
     Ok(Some(path))
 }
 
-/// Filter rules that include exactly `paths` (relative to the volume root) and their parents. Paths with a
-/// newline cannot be written as a rule and are left out of the sample.
+/// Filter rules that include exactly `paths` (relative to the volume root) and their parents. A path with a
+/// control character is left out of the sample: rsync ends a filter line at `\r` as well as `\n`, so such a name
+/// (it comes from the source volume) could add a rule of its own — `. FILE` merges a local file and sends its lines
+/// to the sender. Every rule written is one `+ ` line whose pattern has no control character.
 pub fn sample_filter<'a>(paths: impl Iterator<Item = &'a str>) -> String {
     let mut rules = std::collections::BTreeSet::new();
     let mut text = String::new();
-    for path in paths.filter(|p| !p.contains('\n')) {
+    for path in paths.filter(|p| !p.chars().any(char::is_control)) {
         let mut parent = String::new();
         let parts: Vec<&str> = path.split('/').collect();
         for dir in &parts[..parts.len().saturating_sub(1)] {
@@ -294,8 +350,15 @@ mod tests {
     }
 
     #[test]
-    fn sample_filter_escapes_wildcards_and_skips_newlines_when_names_are_odd() {
-        let text = sample_filter(["we*rd[1]\\x", "new\nline", "back\\slash"].into_iter());
+    fn sample_filter_escapes_wildcards_and_skips_control_characters_when_names_are_odd() {
+        let hostile = ["new\nline", "a\r.- /etc/dr-syncer/ssh/id_ed25519", "dir\r. /x/f", "tab\there", "nul\u{0}"];
+        let mut names = vec!["we*rd[1]\\x", "back\\slash"];
+        names.extend(hostile);
+        let text = sample_filter(names.into_iter());
         assert_eq!(text, "+ /we\\*rd\\[1]\\\\x\n+ /back\\slash\n- *\n");
+        // Whatever the names, every line is one include rule (or the final exclude): none can add a rule.
+        for line in text.split(['\n', '\r']).filter(|l| !l.is_empty()) {
+            assert!(line.starts_with("+ /") || line == "- *", "{line:?}");
+        }
     }
 }

@@ -23,6 +23,12 @@ pub enum Error {
         #[source]
         source: russh::keys::ssh_key::Error,
     },
+    /// A public key line with control characters (a line break inside).
+    #[error("SSH key {what} contains control characters")]
+    KeyText {
+        /// Which key.
+        what: String,
+    },
     /// A key of an algorithm other than Ed25519.
     #[error("SSH key {what} is {algorithm}; only ssh-ed25519 is accepted")]
     KeyAlgorithm {
@@ -62,7 +68,7 @@ impl Error {
     pub fn reason(&self) -> &'static str {
         match self {
             Error::Read { .. } => "ReadFailed",
-            Error::Key { .. } => "InvalidKey",
+            Error::Key { .. } | Error::KeyText { .. } => "InvalidKey",
             Error::KeyAlgorithm { .. } => "UnsupportedKeyAlgorithm",
             Error::Policy { .. } => "InvalidPolicy",
             Error::Listen { .. } => "ListenFailed",

@@ -40,8 +40,14 @@ pub fn private_from_openssh(text: &str, what: &str) -> Result<PrivateKey, Error>
 }
 
 /// Reads an Ed25519 public key from one `authorized_keys`-style line; `what` names it in errors.
+/// A line with a control character inside (a second line, a carriage return) is refused: it could carry another
+/// entry into whatever file the key is written to.
 pub fn public_from_openssh(line: &str, what: &str) -> Result<PublicKey, Error> {
-    let key = PublicKey::from_openssh(line.trim()).map_err(|source| Error::Key { what: what.to_string(), source })?;
+    let line = line.trim();
+    if line.chars().any(char::is_control) {
+        return Err(Error::KeyText { what: what.to_string() });
+    }
+    let key = PublicKey::from_openssh(line).map_err(|source| Error::Key { what: what.to_string(), source })?;
     ensure_ed25519(key.algorithm(), what)?;
     Ok(key)
 }
@@ -104,6 +110,10 @@ mod tests {
     fn public_from_openssh_refuses_when_the_line_is_not_a_key() {
         let err = public_from_openssh("ssh-ed25519 not-base64!", "line 3").unwrap_err();
         assert_eq!(err.reason(), "InvalidKey");
+        let key = generate("k").unwrap().public_openssh;
+        for bad in [format!("{key}\nssh-ed25519 AAAA"), format!("{key}\rx"), key.replace(' ', "\t")] {
+            assert_eq!(public_from_openssh(&bad, "x").unwrap_err().reason(), "InvalidKey", "{bad:?}");
+        }
     }
 
     #[test]

@@ -10,6 +10,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use dr_syncer_agent::bastion::Bastion;
 use dr_syncer_agent::copy::{self, CopyJob, Verify};
+use dr_syncer_agent::listen::{self, Limits, Service};
 use dr_syncer_agent::metrics::{AgentMetrics, serve_http};
 use dr_syncer_agent::policy::Policy;
 use dr_syncer_agent::policy_secret::{Nodes, PolicySecret, watch_secret};
@@ -31,6 +32,34 @@ struct Cli {
     worker_threads: u16,
     #[command(subcommand)]
     command: Command,
+}
+
+/// Connection limits of an SSH listener (see `dr_syncer_agent::listen::Limits`).
+#[derive(clap::Args, Debug, Clone)]
+struct LimitArgs {
+    /// Time a client has from connecting to authenticating; the connection is closed after it.
+    #[arg(long, default_value = "30s", value_parser = humantime_duration)]
+    login_grace: Duration,
+    /// Connections not authenticated yet, from all sources; more are closed at once.
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=65_536))]
+    max_startups: u32,
+    /// Connections not authenticated yet, from one source address; more are closed at once.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=65_536))]
+    max_startups_per_source: u32,
+    /// Connections in total; more are closed at once.
+    #[arg(long, default_value_t = 512, value_parser = clap::value_parser!(u32).range(1..=65_536))]
+    max_connections: u32,
+}
+
+impl LimitArgs {
+    fn limits(&self) -> Limits {
+        Limits {
+            login_grace: self.login_grace,
+            max_startups: self.max_startups as usize,
+            max_startups_per_source: self.max_startups_per_source as usize,
+            max_connections: self.max_connections as usize,
+        }
+    }
 }
 
 #[derive(Subcommand, Debug)]
@@ -65,6 +94,8 @@ enum Command {
         /// Address of `/metrics` and `/healthz`; none when empty.
         #[arg(long, default_value = "")]
         metrics_bind_address: String,
+        #[command(flatten)]
+        limits: LimitArgs,
     },
     /// The rsync pod's SSH server: runs one checked rsync sender command for the volume.
     Serve {
@@ -86,6 +117,8 @@ enum Command {
         /// Address of `/metrics` and `/healthz`; none when empty.
         #[arg(long, default_value = "")]
         metrics_bind_address: String,
+        #[command(flatten)]
+        limits: LimitArgs,
     },
     /// The DR copy pod's program: rsync over OpenSSH from the source rsync pod into the volume, with progress
     /// reports on stdout and optional verification.
@@ -111,6 +144,10 @@ enum Command {
         /// Directory for temporary files.
         #[arg(long, default_value = "/tmp")]
         scratch: PathBuf,
+        /// File the final report is written to as JSON (in a pod: `/dev/termination-log`, where the controller reads
+        /// it; the log only carries progress).
+        #[arg(long)]
+        result_file: Option<PathBuf>,
         /// The rsync program.
         #[arg(long, default_value = "rsync")]
         rsync: PathBuf,
@@ -166,6 +203,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         verify,
         sample_percent,
         scratch,
+        result_file,
         rsync,
         options,
     } = cli.command
@@ -180,6 +218,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             verify,
             sample_percent,
             scratch,
+            result_file,
         };
         std::process::exit(copy::run(&job).await);
     }
@@ -193,9 +232,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     }
     let metrics = AgentMetrics::new().context("metrics")?;
     let stop = CancellationToken::new();
-    let (listen, host_key_path, metrics_address) = match &cli.command {
-        Command::Bastion { listen, host_key, metrics_bind_address, .. }
-        | Command::Serve { listen, host_key, metrics_bind_address, .. } => (*listen, host_key, metrics_bind_address),
+    let (listen, host_key_path, metrics_address, limits) = match &cli.command {
+        Command::Bastion { listen, host_key, metrics_bind_address, limits, .. }
+        | Command::Serve { listen, host_key, metrics_bind_address, limits, .. } => {
+            (*listen, host_key, metrics_bind_address, limits.limits())
+        }
         Command::Copy { .. } | Command::Probe { .. } => anyhow::bail!("copy and probe run above"),
     };
     let host_key = keys::private_from_openssh(&read_text(host_key_path)?, &host_key_path.display().to_string())?;
@@ -239,7 +280,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 }
                 _ => anyhow::bail!("give --policy-secret, or both --authorized and --targets"),
             };
-            serve_ssh(Bastion { policy: receiver, metrics }, config, socket).await
+            serve_ssh(Bastion { policy: receiver, metrics: metrics.clone() }, config, socket, limits, metrics, &stop)
+                .await
         }
         Command::Serve { authorized_keys, root, rsync, .. } => {
             let text = read_text(&authorized_keys)?;
@@ -250,8 +292,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .map(|(i, line)| keys::public_from_openssh(line, &format!("line {} of authorized keys", i + 1)))
                 .collect::<Result<Vec<_>, _>>()?;
             anyhow::ensure!(!authorized.is_empty(), "{} lists no key", authorized_keys.display());
-            let server = RsyncServer { authorized: Arc::new(authorized), root, rsync, metrics };
-            serve_ssh(server, config, socket).await
+            let server = RsyncServer { authorized: Arc::new(authorized), root, rsync, metrics: metrics.clone() };
+            serve_ssh(server, config, socket, limits, metrics, &stop).await
         }
         Command::Copy { .. } | Command::Probe { .. } => anyhow::bail!("copy and probe run above"),
     };
@@ -259,21 +301,22 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     result
 }
 
-/// Runs an SSH server on `socket` until it fails or SIGTERM/SIGINT arrives.
-async fn serve_ssh<S>(mut server: S, config: Arc<russh::server::Config>, socket: TcpListener) -> anyhow::Result<()>
-where
-    S: russh::server::Server + Send + 'static,
-    S::Handler: Send + 'static,
-{
-    let running = server.run_on_socket(config, &socket);
-    let handle = running.handle();
+/// Runs an SSH server on `socket` until SIGTERM/SIGINT arrives; open connections are closed then.
+async fn serve_ssh<S: Service>(
+    service: S,
+    config: Arc<russh::server::Config>,
+    socket: TcpListener,
+    limits: Limits,
+    metrics: AgentMetrics,
+    stop: &CancellationToken,
+) -> anyhow::Result<()> {
+    info!(?limits, "connection limits");
+    let serving = listen::serve(service, config, socket, limits, metrics, stop.clone());
     tokio::select! {
-        result = running => result.context("SSH server"),
-        _ = shutdown_signal() => {
-            handle.shutdown("dr-syncer-agent is stopping".into());
-            Ok(())
-        }
+        () = serving => {}
+        () = shutdown_signal() => info!("stopping"),
     }
+    Ok(())
 }
 
 async fn shutdown_signal() {

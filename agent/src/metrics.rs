@@ -25,6 +25,13 @@ pub struct AgentMetrics {
     pub relayed_bytes: IntCounterVec,
     /// `dr_syncer_agent_policy_reloads_total{result}`: authorized-set and target reloads, `ok` or `error`.
     pub reloads: IntCounterVec,
+    /// `dr_syncer_agent_unauthenticated_connections`: connections that have not authenticated yet.
+    pub unauthenticated: IntGauge,
+    /// `dr_syncer_agent_connections_dropped_total{reason}`: connections closed unserved (a limit was reached) or
+    /// cut at the end of the login grace time.
+    pub dropped: IntCounterVec,
+    /// `dr_syncer_agent_accept_errors_total`: failed `accept()` calls (each followed by a pause).
+    pub accept_errors: IntCounter,
 }
 
 impl AgentMetrics {
@@ -46,13 +53,39 @@ impl AgentMetrics {
             Opts::new("dr_syncer_agent_policy_reloads_total", "Reloads of the authorized keys and targets, by result."),
             &["result"],
         )?;
+        let unauthenticated = IntGauge::with_opts(Opts::new(
+            "dr_syncer_agent_unauthenticated_connections",
+            "Connections that have not authenticated yet.",
+        ))?;
+        let dropped = IntCounterVec::new(
+            Opts::new(
+                "dr_syncer_agent_connections_dropped_total",
+                "Connections closed unserved at a connection limit, or cut at the end of the login grace time.",
+            ),
+            &["reason"],
+        )?;
+        let accept_errors =
+            IntCounter::with_opts(Opts::new("dr_syncer_agent_accept_errors_total", "Failed accept() calls."))?;
+        registry.register(Box::new(unauthenticated.clone()))?;
+        registry.register(Box::new(dropped.clone()))?;
+        registry.register(Box::new(accept_errors.clone()))?;
         registry.register(Box::new(connections.clone()))?;
         registry.register(Box::new(refusals.clone()))?;
         registry.register(Box::new(relays.clone()))?;
         registry.register(Box::new(relayed_bytes.clone()))?;
         registry.register(Box::new(reloads.clone()))?;
         registry.register(Box::new(prometheus::process_collector::ProcessCollector::for_self()))?;
-        Ok(AgentMetrics { registry, connections, refusals, relays, relayed_bytes, reloads })
+        Ok(AgentMetrics {
+            registry,
+            connections,
+            refusals,
+            relays,
+            relayed_bytes,
+            reloads,
+            unauthenticated,
+            dropped,
+            accept_errors,
+        })
     }
 
     /// The text exposition of every metric.

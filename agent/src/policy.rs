@@ -85,6 +85,8 @@ pub struct Identity {
     pub mapping: String,
     /// Fingerprint of the key used.
     pub fingerprint: String,
+    /// When the key stops being accepted, if it has an end.
+    pub not_after: Option<Timestamp>,
 }
 
 /// Why a key or a target was refused (the `reason` label of the refusals metric).
@@ -154,7 +156,11 @@ impl Policy {
         if accepted.not_after.is_some_and(|end| now > end) {
             return Err(Refusal::KeyRetired);
         }
-        Ok(Identity { mapping: accepted.mapping.clone(), fingerprint: accepted.fingerprint.clone() })
+        Ok(Identity {
+            mapping: accepted.mapping.clone(),
+            fingerprint: accepted.fingerprint.clone(),
+            not_after: accepted.not_after,
+        })
     }
 
     /// The address to connect to for a direct-tcpip request of `identity` to `host:port`.

@@ -8,6 +8,8 @@ use std::time::Duration;
 use russh::keys::{PublicKey, PublicKeyOrCertificate};
 use serde::{Deserialize, Serialize};
 
+use crate::address::Host;
+
 /// Prefix of a result line on stdout.
 pub const RESULT_PREFIX: &str = "dr-syncer-probe ";
 
@@ -16,32 +18,29 @@ pub const RESULT_PREFIX: &str = "dr-syncer-probe ";
 pub struct Target {
     /// Source node the agent runs on.
     pub node: String,
-    /// Host name or address.
-    pub host: String,
+    /// Address, or a DNS name (a load balancer's), checked.
+    pub host: Host,
     /// SSH port.
     pub port: u16,
 }
 
 impl Target {
-    /// Parses `NODE=HOST:PORT` (an IPv6 host in brackets).
+    /// Parses `NODE=HOST:PORT` (an IPv6 host in brackets); HOST must be an IP address or a DNS-1123 name.
     pub fn parse(text: &str) -> Result<Target, String> {
         let (node, address) = text.split_once('=').ok_or_else(|| format!("{text:?} is not NODE=HOST:PORT"))?;
         let (host, port) = address.rsplit_once(':').ok_or_else(|| format!("{address:?} has no :PORT"))?;
         let port = port.parse().map_err(|_| format!("{port:?} is not a port"))?;
         let host = host.trim_start_matches('[').trim_end_matches(']');
-        if node.is_empty() || host.is_empty() {
+        if node.is_empty() {
             return Err(format!("{text:?} is not NODE=HOST:PORT"));
         }
-        Ok(Target { node: node.into(), host: host.into(), port })
+        let host = Host::parse(host, true).map_err(|e| e.to_string())?;
+        Ok(Target { node: node.into(), host, port })
     }
 
     /// The `NODE=HOST:PORT` form.
     pub fn to_arg(&self) -> String {
-        if self.host.contains(':') {
-            format!("{}=[{}]:{}", self.node, self.host, self.port)
-        } else {
-            format!("{}={}:{}", self.node, self.host, self.port)
-        }
+        format!("{}={}", self.node, self.host.with_port(self.port))
     }
 }
 
@@ -86,10 +85,10 @@ impl russh::client::Handler for Pinned {
 }
 
 /// One SSH handshake with `host:port`, the host key pinned to `expected`.
-pub async fn handshake(host: &str, port: u16, expected: &PublicKey, timeout: Duration) -> Result<(), String> {
+pub async fn handshake(host: &Host, port: u16, expected: &PublicKey, timeout: Duration) -> Result<(), String> {
     let config = Arc::new(russh::client::Config { inactivity_timeout: Some(timeout), ..Default::default() });
     let handler = Pinned { expected: expected.clone() };
-    match tokio::time::timeout(timeout, russh::client::connect(config, (host, port), handler)).await {
+    match tokio::time::timeout(timeout, russh::client::connect(config, (host.to_string(), port), handler)).await {
         Ok(Ok(session)) => {
             let _ = session.disconnect(russh::Disconnect::ByApplication, "check done", "en").await;
             Ok(())
@@ -106,7 +105,7 @@ pub async fn run(targets: &[Target], expected: &PublicKey, timeout: Duration) ->
         let result = handshake(&t.host, t.port, expected, timeout).await;
         ProbeResult {
             node: t.node.clone(),
-            address: format!("{}:{}", t.host, t.port),
+            address: t.host.with_port(t.port),
             connected: result.is_ok(),
             error: result.err(),
         }
@@ -129,10 +128,13 @@ mod tests {
             ("n1=10.0.0.1", None),
             ("n1=10.0.0.1:ssh", None),
             ("=10.0.0.1:22", None),
+            ("n1=10.0.0.1\n  ProxyCommand x:22", None),
+            ("n1=-oProxyCommand=x:22", None),
         ];
         for (text, expected) in cases {
             let parsed = Target::parse(text).ok();
-            assert_eq!(parsed.as_ref().map(|t| (t.node.as_str(), t.host.as_str(), t.port)), expected, "{text}");
+            let got = parsed.as_ref().map(|t| (t.node.as_str(), t.host.to_string(), t.port));
+            assert_eq!(got, expected.map(|(n, h, p)| (n, h.to_string(), p)), "{text}");
             if let Some(t) = parsed {
                 assert_eq!(Target::parse(&t.to_arg()).unwrap(), t);
             }
@@ -159,17 +161,18 @@ mod tests {
             metrics: crate::metrics::AgentMetrics::new().unwrap(),
         };
         let config = crate::ssh::server_config(private);
-        tokio::spawn(async move {
-            let mut server = server;
-            let _ = russh::server::Server::run_on_socket(&mut server, config, &listener).await;
-        });
+        let metrics = server.metrics.clone();
+        let stop = tokio_util::sync::CancellationToken::new();
+        let limits = crate::listen::Limits::default();
+        tokio::spawn(crate::listen::serve(server, config, listener, limits, metrics, stop.clone()));
         let right = crate::keys::public_from_openssh(&server_key.public_openssh, "host").unwrap();
         let other = crate::keys::public_from_openssh(&crate::keys::generate("x").unwrap().public_openssh, "x").unwrap();
         let t = Duration::from_secs(5);
-        assert_eq!(handshake("127.0.0.1", port, &right, t).await, Ok(()));
-        let wrong = handshake("127.0.0.1", port, &other, t).await.unwrap_err();
+        let loopback = Host::Ip(std::net::Ipv4Addr::LOCALHOST.into());
+        assert_eq!(handshake(&loopback, port, &right, t).await, Ok(()));
+        let wrong = handshake(&loopback, port, &other, t).await.unwrap_err();
         assert!(wrong.contains("not the pinned one"), "{wrong}");
         let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        assert!(handshake("127.0.0.1", closed, &right, t).await.is_err());
+        assert!(handshake(&loopback, closed, &right, t).await.is_err());
     }
 }

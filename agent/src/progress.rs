@@ -38,6 +38,9 @@ pub enum Report {
     },
 }
 
+/// Exit code of `dr-syncer-agent copy` when rsync could not be started or was killed.
+pub const EXIT_NOT_RUN: i32 = 102;
+
 /// Prefix of every report line, so other log lines are never mistaken for one.
 pub const REPORT_PREFIX: &str = "dr-syncer-report ";
 
@@ -51,6 +54,28 @@ impl Report {
     pub fn from_line(line: &str) -> Option<Report> {
         let json = line.trim_end().strip_prefix(REPORT_PREFIX)?;
         serde_json::from_str(json).ok()
+    }
+
+    /// The report as JSON alone (the termination message of the copy pod).
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+
+    /// The report in a termination message, if it is one.
+    pub fn from_json(text: &str) -> Option<Report> {
+        serde_json::from_str(text.trim()).ok()
+    }
+
+    /// The exit code `dr-syncer-agent copy` ends with after this report: 0 for rsync's 0 and 24 (files that
+    /// vanished during the copy), else rsync's code (or the verification's) up to 255, and [`EXIT_NOT_RUN`] when
+    /// rsync could not be run (a negative code); progress reports are not final (-1).
+    pub fn process_exit_code(&self) -> i32 {
+        match self {
+            Report::Progress { .. } => -1,
+            Report::Done { exit_code: 24, .. } => 0,
+            Report::Done { exit_code, .. } if *exit_code < 0 => EXIT_NOT_RUN,
+            Report::Done { exit_code, .. } => (*exit_code).min(255),
+        }
     }
 }
 
@@ -191,7 +216,23 @@ mod tests {
         let report = Report::Progress { bytes: 5, percent: 7, rate: "1.00MB/s".into(), files: 2 };
         let line = report.to_line();
         assert!(line.starts_with(REPORT_PREFIX));
-        assert_eq!(Report::from_line(&line), Some(report));
+        assert_eq!(Report::from_line(&line), Some(report.clone()));
         assert_eq!(Report::from_line("{\"event\":\"progress\"}"), None);
+        assert_eq!(Report::from_json(&report.to_json()), Some(report));
+    }
+
+    #[test]
+    fn process_exit_code_follows_the_report_when_the_copy_ends() {
+        let done = |exit_code| Report::Done {
+            step: "copy".into(),
+            exit_code,
+            bytes_transferred: 0,
+            files_transferred: 0,
+            mismatches: 0,
+            message: String::new(),
+        };
+        for (rsync, process) in [(0, 0), (24, 0), (23, 23), (100, 100), (255, 255), (-1, EXIT_NOT_RUN), (300, 255)] {
+            assert_eq!(done(rsync).process_exit_code(), process, "{rsync}");
+        }
     }
 }

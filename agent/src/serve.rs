@@ -1,7 +1,8 @@
 //! `dr-syncer-agent serve`: the SSH server of a short-lived source rsync pod. It accepts only the mapping's keys and
 //! one session running one rsync sender command for the volume root (checked by [`crate::rsync_args`]), then runs
 //! the real `rsync --server --sender` with the rebuilt arguments — no shell — and relays its stdin, stdout, stderr
-//! and exit status. Everything else is refused, logged and counted.
+//! and exit status. One session channel per connection, one command on it. Everything else is refused, logged and
+//! counted.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -16,6 +17,7 @@ use tokio::process::Command;
 use tracing::{debug, info, warn};
 
 use crate::keys;
+use crate::listen::{Gate, Service};
 use crate::metrics::AgentMetrics;
 use crate::policy::Refusal;
 use crate::rsync_args::{self, SenderCommand};
@@ -36,16 +38,11 @@ pub struct RsyncServer {
     pub metrics: AgentMetrics,
 }
 
-impl russh::server::Server for RsyncServer {
+impl Service for RsyncServer {
     type Handler = RsyncSession;
 
-    fn new_client(&mut self, peer: Option<SocketAddr>) -> RsyncSession {
-        self.metrics.connections.inc();
-        RsyncSession { server: self.clone(), peer, fingerprint: None, channel: None }
-    }
-
-    fn handle_session_error(&mut self, error: russh::Error) {
-        debug!(%error, "connection ended");
+    fn connect(&mut self, peer: SocketAddr, gate: Gate) -> RsyncSession {
+        RsyncSession { server: self.clone(), peer: Some(peer), fingerprint: None, channel: None, used: false, gate }
     }
 }
 
@@ -56,6 +53,9 @@ pub struct RsyncSession {
     fingerprint: Option<String>,
     /// The session channel, until a command starts on it.
     channel: Option<Channel<Msg>>,
+    /// A session channel was opened on this connection already: there is one per connection, for one command.
+    used: bool,
+    gate: Gate,
 }
 
 impl RsyncSession {
@@ -74,6 +74,7 @@ impl RsyncSession {
         if verified {
             info!(peer = ?self.peer, %fingerprint, "authenticated");
             self.fingerprint = Some(fingerprint);
+            self.gate.authenticated();
         }
         Auth::Accept
     }
@@ -111,10 +112,11 @@ impl russh::server::Handler for RsyncSession {
         reply: ChannelOpenHandle,
         _session: &mut Session,
     ) -> Result<(), Self::Error> {
-        if self.channel.is_some() {
+        if self.used {
             self.refuse("RequestNotAllowed", "a second session on one connection");
-            reply.reject(ChannelOpenFailure::ResourceShortage).await;
+            reply.reject(ChannelOpenFailure::AdministrativelyProhibited).await;
         } else {
+            self.used = true;
             self.channel = Some(channel);
             reply.accept().await;
         }

@@ -104,3 +104,129 @@ fn bastion_refuses_a_key_once_it_is_removed_from_the_authorized_set() {
         (!lab.pull("shop", &[]).status.success()).then_some(())
     });
 }
+
+/// A source directory whose name carries a carriage return and a merge rule (`a\r. FILE`): with a 100 % sample
+/// the verification must neither merge a file of the DR side as filter rules (sending its lines to the sender) nor
+/// fail; the names are copied like any other.
+#[test]
+fn sample_verification_never_turns_file_names_into_filter_rules_when_names_carry_line_ends() {
+    let lab = Lab::start("samplenames");
+    tree::build(&lab.volume);
+    let merge = lab.dir.join("merged-by-a-file-name");
+    std::fs::write(&merge, "- *\n").unwrap();
+    let names =
+        [format!("a\r. {}", merge.display()), format!("b\r.- {}", merge.display()), "c\n. /nonexistent".to_string()];
+    for name in &names {
+        let dir = lab.volume.join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("inner"), "data\n").unwrap();
+    }
+    let out = lab.copy("shop", "sample");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let done = reports(&out).pop();
+    assert!(out.status.success(), "{done:?} {stderr}");
+    let Some(Report::Done { step, mismatches: 0, .. }) = &done else { panic!("{done:?}") };
+    assert_eq!(step, "verify");
+    assert!(!stderr.contains("merge"), "a file name became a merge rule: {stderr}");
+    for name in &names {
+        assert_eq!(std::fs::read_to_string(lab.dest.join(name).join("inner")).unwrap(), "data\n");
+    }
+    tree::assert_same(&lab.volume, &lab.dest);
+}
+
+/// An OpenSSH master connection to the bastion with `key`, for channels opened later on the same connection.
+struct Master {
+    child: std::process::Child,
+    control: std::path::PathBuf,
+    config: std::path::PathBuf,
+}
+
+impl Master {
+    fn open(lab: &Lab, key: &str) -> Master {
+        let control = lab.dir.join(format!("control-{key}"));
+        let config = lab.ssh_config(key);
+        let child = std::process::Command::new("ssh")
+            .arg("-F")
+            .arg(&config)
+            .args(["-M", "-N", "-S"])
+            .arg(&control)
+            .arg("bastion")
+            .stdin(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let master = Master { child, control, config };
+        common::eventually("the master connection", Duration::from_secs(20), || master.check().then_some(()));
+        master
+    }
+
+    /// `ssh -O check`: the master connection is up.
+    fn check(&self) -> bool {
+        std::process::Command::new("ssh")
+            .arg("-F")
+            .arg(&self.config)
+            .arg("-S")
+            .arg(&self.control)
+            .args(["-O", "check", "bastion"])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    }
+
+    /// A direct-tcpip channel to `target` on the master connection; true when the rsync pod's banner came back.
+    fn forward(&self, target: std::net::SocketAddr) -> bool {
+        let out = std::process::Command::new("ssh")
+            .arg("-F")
+            .arg(&self.config)
+            .arg("-S")
+            .arg(&self.control)
+            .args(["-W", &target.to_string(), "bastion"])
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).starts_with("SSH-2.0-")
+    }
+
+    fn exited(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(Some(_)))
+    }
+}
+
+impl Drop for Master {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A connection that authenticated before its key was removed from the policy opens no new channel and is closed.
+#[test]
+fn bastion_closes_a_connection_when_its_key_leaves_the_policy() {
+    let lab = Lab::start("revoke");
+    let mut master = Master::open(&lab, "shop");
+    assert!(master.forward(lab.serve_addr()), "a channel to the mapping's pod while the key is listed");
+    let next = generate("shop:2").unwrap();
+    lab.authorize(&[("shop", &next.public_openssh, None)]);
+    common::eventually("the connection to be closed", Duration::from_secs(20), || master.exited().then_some(()));
+    assert!(!master.forward(lab.serve_addr()), "no channel after the key was removed");
+    let logs = lab.bastion_logs();
+    assert!(logs.iter().any(|l| l.contains("closing a connection whose key is refused now")), "{logs:?}");
+}
+
+/// A key listed with a `notAfter` a few seconds ahead: the connection it opened is closed when that time passes,
+/// with no change to the policy.
+#[test]
+fn bastion_closes_a_connection_when_its_key_passes_not_after() {
+    let lab = Lab::start("expire");
+    let shop = std::fs::read_to_string(lab.dir.join("id_shop")).unwrap();
+    let public = dr_syncer_agent::keys::private_from_openssh(&shop, "shop").unwrap().public_key().to_openssh().unwrap();
+    let end = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(4);
+    let reloads = || common::counter(&lab.metrics_text(), "dr_syncer_agent_policy_reloads_total", "ok");
+    let before = reloads();
+    lab.authorize(&[("shop", &public, Some(&end.to_string()))]);
+    common::eventually("the policy reload", Duration::from_secs(10), || (reloads() > before).then_some(()));
+    let mut master = Master::open(&lab, "shop");
+    assert!(master.forward(lab.serve_addr()));
+    common::eventually("the connection to be closed at notAfter", Duration::from_secs(20), || {
+        master.exited().then_some(())
+    });
+    assert!(jiff::Timestamp::now() >= end, "closed before notAfter");
+}

@@ -15,6 +15,15 @@ use dr_syncer_testlab::process::Process;
 const AGENT: &str = env!("CARGO_BIN_EXE_dr-syncer-agent");
 const STARTUP: Duration = Duration::from_secs(20);
 
+/// How a test's bastion is started.
+#[derive(Default)]
+pub struct Options {
+    /// Extra flags of `dr-syncer-agent bastion`.
+    pub bastion_args: Vec<String>,
+    /// The bastion's open-file limit (through `prlimit`), if not the inherited one.
+    pub bastion_nofile: Option<u32>,
+}
+
 /// The running pieces of one test.
 pub struct Lab {
     /// Scratch directory of the test.
@@ -26,6 +35,7 @@ pub struct Lab {
     /// The bastion's metrics address.
     pub metrics: SocketAddr,
     bastion: Process,
+    bastion_addr: SocketAddr,
     serve: Process,
     serve_addr: SocketAddr,
 }
@@ -51,6 +61,11 @@ impl Lab {
 
     /// Like [`Lab::start`], with the scratch directory (volume and destination too) under `base`.
     pub fn start_in(name: &str, base: &Path) -> Lab {
+        Lab::start_with(name, base, &Options::default())
+    }
+
+    /// Like [`Lab::start_in`], with extra bastion flags and limits.
+    pub fn start_with(name: &str, base: &Path, options: &Options) -> Lab {
         let dir = base.join(format!("dr-syncer-agent-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         let (volume, dest) = (dir.join("volume"), dir.join("dest"));
@@ -97,25 +112,31 @@ impl Lab {
                 ("other", &other.public_openssh, None),
             ],
         );
-        let mut bastion = Process::spawn(
-            Path::new(AGENT),
-            &[
-                "bastion",
-                "--listen",
-                "127.0.0.1:0",
-                "--host-key",
-                dir.join("id_bastion-host").to_str().unwrap(),
-                "--authorized",
-                lab_files.0.to_str().unwrap(),
-                "--targets",
-                lab_files.1.to_str().unwrap(),
-                "--reload-interval",
-                "200ms",
-                "--metrics-bind-address",
-                "127.0.0.1:0",
-            ],
-            &[],
-        );
+        let nofile = options.bastion_nofile.map(|n| format!("--nofile={n}:{n}"));
+        let mut args: Vec<String> = Vec::new();
+        if let Some(limit) = &nofile {
+            args.extend([limit.clone(), AGENT.to_string()]);
+        }
+        let path = |p: PathBuf| p.to_str().unwrap().to_string();
+        args.extend([
+            "bastion".to_string(),
+            "--listen".into(),
+            "127.0.0.1:0".into(),
+            "--host-key".into(),
+            path(dir.join("id_bastion-host")),
+            "--authorized".into(),
+            path(lab_files.0.clone()),
+            "--targets".into(),
+            path(lab_files.1.clone()),
+            "--reload-interval".into(),
+            "200ms".into(),
+            "--metrics-bind-address".into(),
+            "127.0.0.1:0".into(),
+        ]);
+        args.extend(options.bastion_args.iter().cloned());
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let program = if nofile.is_some() { Path::new("prlimit") } else { Path::new(AGENT) };
+        let mut bastion = Process::spawn(program, &args, &[]);
         let metrics = addr_from(&mut bastion, "serving HTTP");
         let bastion_addr = addr_from(&mut bastion, "listening for SSH");
 
@@ -140,7 +161,7 @@ impl Lab {
             );
             std::fs::write(dir.join(format!("ssh_config.{name}")), config).unwrap();
         }
-        Lab { dir, volume, dest, metrics, bastion, serve, serve_addr }
+        Lab { dir, volume, dest, metrics, bastion, bastion_addr, serve, serve_addr }
     }
 
     fn config(&self, key: &str) -> PathBuf {
@@ -215,6 +236,16 @@ impl Lab {
         text
     }
 
+    /// Whether the bastion is still running.
+    pub fn bastion_running(&mut self) -> bool {
+        self.bastion.running()
+    }
+
+    /// Address the bastion listens on.
+    pub fn bastion_addr(&self) -> SocketAddr {
+        self.bastion_addr
+    }
+
     /// Process id of the bastion.
     pub fn bastion_pid(&self) -> u32 {
         self.bastion.pid()
@@ -266,6 +297,11 @@ pub fn counter(text: &str, name: &str, label: &str) -> f64 {
         .filter(|l| l.starts_with(&format!("{name}{{")) && l.contains(&format!("\"{label}\"")))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
+}
+
+/// The value of the unlabelled metric `name`, 0 when absent.
+pub fn gauge(text: &str, name: &str) -> f64 {
+    text.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse::<f64>().ok()).unwrap_or(0.0)
 }
 
 /// Polls `check` until it returns `Some`, or panics after `timeout`.

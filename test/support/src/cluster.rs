@@ -74,7 +74,7 @@ impl LabCluster {
 }
 
 /// A client for the kubeconfig at `path`.
-pub(crate) async fn client_for(path: &Path) -> Client {
+pub async fn client_for(path: &Path) -> Client {
     let kubeconfig = Kubeconfig::read_from(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
     let mut config = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
         .await

@@ -24,6 +24,6 @@ pub mod process;
 pub mod tree;
 mod wait;
 
-pub use cluster::{EphemeralCluster, LabCluster, repo_root};
+pub use cluster::{EphemeralCluster, LabCluster, client_for, repo_root};
 pub use namespace::{TestNamespace, unique_name};
 pub use wait::{eventually, eventually_async};

@@ -45,6 +45,11 @@ impl Process {
         self.child.id()
     }
 
+    /// Whether the process is still running.
+    pub fn running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
     /// Every line written so far.
     pub fn logs(&self) -> Vec<String> {
         self.logs.lock().expect("logs").clone()
