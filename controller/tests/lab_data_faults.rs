@@ -1,7 +1,8 @@
 //! PVC data copies under faults, with the controller binary: the DR copy pod killed, the agent pod killed and the
 //! controller SIGKILLed in the middle of a copy — each time the copy resumes and converges, and what the killed
 //! controller left behind (rsync pod, Job, Secrets, agent target) is removed; a destination that fills up fails
-//! with a clear permanent error instead of retrying forever.
+//! with a clear permanent error instead of retrying forever; a source node reporting a hostile address is refused
+//! before anything is created.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
@@ -16,9 +17,9 @@ use dr_syncer_api::agent::AGENT_NAMESPACE;
 use dr_syncer_api::namespace_mapping::{PvcDataPhase, PvcDataStatus};
 use dr_syncer_testlab::process::Process;
 use dr_syncer_testlab::{TestNamespace, eventually_async, tree, unique_name};
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::Api;
-use kube::api::{DeleteParams, ListParams};
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use serde_json::json;
 
 const BIN: &str = env!("CARGO_BIN_EXE_dr-syncer-controller");
@@ -159,5 +160,66 @@ async fn copies_resume_after_kills_and_a_full_destination_fails_for_good() {
         if reasons.iter().any(|r| r == "NoSpace") { Ok(()) } else { Err(format!("{reasons:?}")) }
     })
     .await;
+    hostile_node_address_is_refused_before_anything_runs(&env).await;
     ctl.terminate(Duration::from_secs(20));
+}
+
+/// A Node (no kubelet behind it) that reports an InternalIP carrying a second line with a ProxyCommand, as a
+/// compromised source node's kubelet could: a PVC attached to it is refused with `InvalidNodeAddress` before any
+/// copy object exists, so no ssh configuration with that text is ever written and nothing runs in DR.
+async fn hostile_node_address_is_refused_before_anything_runs(env: &Env) {
+    let nodes: Api<Node> = Api::all(env.source_client.clone());
+    // Sorted after the lab's real node, which helpers find as the first one.
+    let name = unique_name("zz-lab-hostile-node");
+    let node = json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": name},
+        "spec": {"unschedulable": true,
+                 "taints": [{"key": "dr-syncer.io/test-hostile", "value": "true", "effect": "NoSchedule"}]}});
+    nodes.create(&PostParams::default(), &serde_json::from_value(node).unwrap()).await.unwrap();
+    let _node_guard = NodeGuard(env.source.kubeconfig_path().to_path_buf(), name.clone());
+    let hostile = "10.0.0.1\n  ProxyCommand sh -c 'touch /data/pwned'";
+    let status = json!({"status": {"addresses": [{"type": "InternalIP", "address": hostile}]}});
+    nodes.patch_status(&name, &PatchParams::default(), &Patch::Merge(&status)).await.unwrap();
+
+    let src = TestNamespace::create(&env.source, "lab-hostile-src").await;
+    let dst = unique_name("lab-hostile-dst");
+    let _dst_guard = TestNamespace::guard(&env.dr, &dst);
+    data::source_volume(&env.source_client, src.name(), "data", "64Mi").await;
+    // The application pod that "mounts" the PVC on that node; it stays Pending (no kubelet).
+    let app = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "app"},
+        "spec": {"nodeName": name, "containers": [{"name": "app", "image": "localhost/none:1"}],
+                 "volumes": [{"name": "d", "persistentVolumeClaim": {"claimName": "data"}}]}});
+    common::apply(&env.source_client, src.name(), &app).await;
+    env.mapping("hostile", data::data_mapping(src.name(), &dst, json!({}))).await;
+    env.sync_now("hostile").await;
+    let failed = data::wait_pvc(env, "hostile", "data", "InvalidNodeAddress", |p| {
+        p.last_error.as_ref().is_some_and(|e| e.reason == "InvalidNodeAddress")
+    })
+    .await;
+    let message = failed.last_error.unwrap().message;
+    assert!(message.contains(&name) && message.contains("ProxyCommand"), "{message}");
+    let mut left = data::copy_objects(&env.source_client, src.name()).await;
+    left.extend(data::copy_objects(&env.dr_client, &dst).await);
+    assert!(left.is_empty(), "nothing is created for a refused copy: {left:?}");
+    let targets = data::policy_text(&env.source_client, "targets.").await;
+    assert!(!targets.contains("ProxyCommand"), "{targets}");
+    let mappings = env.mappings();
+    mappings.delete("hostile", &DeleteParams::default()).await.unwrap();
+}
+
+/// Deletes a Node the test created (from a thread with its own runtime and client: the test's may be ending).
+struct NodeGuard(PathBuf, String);
+
+impl Drop for NodeGuard {
+    fn drop(&mut self) {
+        let (kubeconfig, name) = (self.0.clone(), self.1.clone());
+        let _ = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            runtime.block_on(async {
+                let client = dr_syncer_testlab::client_for(&kubeconfig).await;
+                let nodes: Api<Node> = Api::all(client);
+                let _ = nodes.delete(&name, &DeleteParams::default()).await;
+            });
+        })
+        .join();
+    }
 }

@@ -258,7 +258,8 @@ mod tests {
 
     #[test]
     fn probe_pod_runs_unprivileged_without_token_and_names_every_target() {
-        let targets = [Target { node: "n1".into(), host: "10.0.0.1".into(), port: 2222 }];
+        let host = dr_syncer_agent::address::Host::parse("10.0.0.1", false).unwrap();
+        let targets = [Target { node: "n1".into(), host, port: 2222 }];
         let pod = probe_pod("p", ("ops", "pair"), "img:1", "ssh-ed25519 AAAA", &targets);
         let spec = pod.spec.unwrap();
         assert_eq!(spec.automount_service_account_token, Some(false));

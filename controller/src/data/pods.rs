@@ -3,8 +3,10 @@
 //! client, jumping through the source agent, every host key pinned), plus the Secret each one reads.
 
 use std::collections::BTreeMap;
+use std::net::IpAddr;
 use std::time::Duration;
 
+use dr_syncer_agent::address::Host;
 use dr_syncer_agent::rsync_args::check_client_option;
 use dr_syncer_api::agent::{AGENT_BINARY, RSYNC_POD_PORT};
 use dr_syncer_api::common::VerificationMode;
@@ -34,6 +36,11 @@ pub const AGENT_ALIAS: &str = "dr-syncer-agent";
 pub const POD_ALIAS: &str = "dr-syncer-rsync-pod";
 /// rsync's directory for partly sent files, kept out of the way of `--delete`.
 pub const PARTIAL_DIR: &str = ".dr-syncer-partial";
+/// Where the copy program writes its final report: the container's termination message, which only the program
+/// writes (the log also carries what rsync, ssh and the remote sender print).
+pub const TERMINATION_LOG: &str = "/dev/termination-log";
+/// Name of the copy Job's container.
+pub const COPY_CONTAINER: &str = "copy";
 const SERVE_DIR: &str = "/etc/dr-syncer/serve";
 const SSH_DIR: &str = "/etc/dr-syncer/ssh";
 
@@ -205,8 +212,9 @@ fn owned_secret<const N: usize>(
 }
 
 /// The copy pod's OpenSSH configuration: the source pod by address, reached through the agent, both pinned by
-/// alias in known_hosts, the mapping key only, no prompts.
-pub fn ssh_config(pod_ip: &str, agent: (&str, u16)) -> String {
+/// alias in known_hosts, the mapping key only, no prompts. Only parsed values ([`IpAddr`], [`Host`]) are written,
+/// never text read from a cluster, so no value can end a line and start a directive.
+pub fn ssh_config(pod_ip: IpAddr, agent: (&Host, u16)) -> String {
     format!(
         "Host source\n  HostName {pod_ip}\n  Port {RSYNC_POD_PORT}\n  HostKeyAlias {POD_ALIAS}\n  ProxyJump agent\n\
          Host agent\n  HostName {}\n  Port {}\n  HostKeyAlias {AGENT_ALIAS}\n\
@@ -218,13 +226,18 @@ pub fn ssh_config(pod_ip: &str, agent: (&str, u16)) -> String {
     )
 }
 
-/// known_hosts pinning the agent's and the source pod's host keys (public `authorized_keys`-style lines).
-pub fn known_hosts(agent_host_key: &str, pod_host_key: &str) -> String {
-    format!("{AGENT_ALIAS} {}\n{POD_ALIAS} {}\n", key_only(agent_host_key), key_only(pod_host_key))
+/// known_hosts pinning the agent's and the source pod's host keys (public `authorized_keys`-style lines). Each
+/// key is parsed and written back without its comment, so a malformed line is refused, never pasted.
+pub fn known_hosts(agent_host_key: &str, pod_host_key: &str) -> Result<String, dr_syncer_agent::error::Error> {
+    let agent = key_only(agent_host_key, "the agents' host key")?;
+    let pod = key_only(pod_host_key, "the rsync pod's host key")?;
+    Ok(format!("{AGENT_ALIAS} {agent}\n{POD_ALIAS} {pod}\n"))
 }
 
-fn key_only(line: &str) -> String {
-    line.split_whitespace().take(2).collect::<Vec<_>>().join(" ")
+fn key_only(line: &str, what: &str) -> Result<String, dr_syncer_agent::error::Error> {
+    let mut key = dr_syncer_agent::keys::public_from_openssh(line, what)?;
+    key.set_comment("");
+    key.to_openssh().map_err(|source| dr_syncer_agent::error::Error::Key { what: what.to_string(), source })
 }
 
 /// The DR copy Job: one pod, no retries of its own (the controller retries), root with the capabilities that
@@ -246,6 +259,8 @@ pub fn copy_job(input: &CopyInput) -> Job {
         verify.into(),
         "--sample-percent".into(),
         input.sample_percent.clamp(1, 100).to_string(),
+        "--result-file".into(),
+        TERMINATION_LOG.into(),
         "--".into(),
     ];
     args.extend(input.options.iter().cloned());
@@ -264,11 +279,13 @@ pub fn copy_job(input: &CopyInput) -> Job {
                 "terminationGracePeriodSeconds": 5,
                 "securityContext": {"runAsUser": 0, "runAsGroup": 0, "seccompProfile": {"type": "RuntimeDefault"}},
                 "containers": [{
-                    "name": "copy",
+                    "name": COPY_CONTAINER,
                     "image": input.image,
                     "imagePullPolicy": "IfNotPresent",
                     "command": [AGENT_BINARY],
                     "args": args,
+                    "terminationMessagePath": TERMINATION_LOG,
+                    "terminationMessagePolicy": "File",
                     "env": [{"name": "HOME", "value": "/tmp"}],
                     "securityContext": restricted(&["CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "MKNOD"]),
                     "resources": {"requests": {"cpu": "100m", "memory": "64Mi"}, "limits": {"memory": "1Gi"}},

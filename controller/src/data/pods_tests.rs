@@ -83,9 +83,25 @@ fn rsync_options_refuse_what_is_not_allowed_when_listed() {
 
 #[test]
 fn ssh_files_pin_both_host_keys_by_alias_when_written() {
-    let config = ssh_config("10.97.0.9", ("10.250.0.11", 2222));
+    let agent = dr_syncer_agent::address::Host::parse("10.250.0.11", false).unwrap();
+    let config = ssh_config("10.97.0.9".parse().unwrap(), (&agent, 2222));
     assert!(config.contains("StrictHostKeyChecking yes") && !config.contains("StrictHostKeyChecking no"));
     assert!(config.contains("HostName 10.97.0.9") && config.contains("ProxyJump agent"));
-    let known = known_hosts("ssh-ed25519 AAAAagent dr-syncer-agent@source", "ssh-ed25519 AAAApod");
-    assert_eq!(known, "dr-syncer-agent ssh-ed25519 AAAAagent\ndr-syncer-rsync-pod ssh-ed25519 AAAApod\n");
+    let (a, p) = (dr_syncer_agent::keys::generate("agent@x").unwrap(), dr_syncer_agent::keys::generate("p").unwrap());
+    let known = known_hosts(&a.public_openssh, &p.public_openssh).unwrap();
+    let strip = |line: &str| line.rsplit_once(' ').unwrap().0.to_string();
+    let expected =
+        format!("dr-syncer-agent {}\ndr-syncer-rsync-pod {}\n", strip(&a.public_openssh), strip(&p.public_openssh));
+    assert_eq!(known, expected);
+}
+
+/// A host key line that carries a second line (a directive or another host) is refused, never pasted.
+#[test]
+fn known_hosts_refuses_a_key_line_when_it_carries_more_than_a_key() {
+    let key = dr_syncer_agent::keys::generate("k").unwrap().public_openssh;
+    for bad in [format!("{key}\n* ssh-ed25519 AAAAother"), "ssh-ed25519 AAAA@cert-authority".to_string(), String::new()]
+    {
+        assert!(known_hosts(&bad, &key).is_err(), "{bad:?}");
+        assert!(known_hosts(&key, &bad).is_err(), "{bad:?}");
+    }
 }

@@ -4,10 +4,11 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
+use dr_syncer_agent::address::Host;
 use dr_syncer_agent::progress::Report;
 use dr_syncer_api::agent::{AGENT_NAME, AGENT_NAMESPACE, RSYNC_POD_PORT};
 use dr_syncer_api::constants::LABEL_DATA_ROLE;
-use futures::{AsyncBufReadExt, StreamExt};
+use futures::AsyncReadExt;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Node, PersistentVolumeClaim, Pod, Secret, Service};
 use kube::ResourceExt;
@@ -74,6 +75,10 @@ pub async fn copy(ctx: &CopyContext<'_>, mut input: CopyInput, progress: impl Fn
         return Err(Failure::transient("DestinationPvcMissing", format!("{dr_what} does not exist yet")));
     }
     input.node = attached_node(ctx.source, &input, t).await?;
+    // Check the agent's address before anything is created, when the node is known already.
+    if let Some(node) = &input.node {
+        agent_address(ctx.source, ctx.agent, node, t).await?;
+    }
     let mut cleanup = Cleanup::default();
     let result = tokio::select! {
         result = run(ctx, &input, &mut cleanup, &progress) => result,
@@ -156,15 +161,17 @@ async fn run(
     let jobs: Api<Job> = Api::namespaced(ctx.destination.clone(), &input.destination_namespace);
     let job = pods::copy_job(input);
     let job_name = job.name_any();
+    let config = pods::ssh_config(ip, (&agent.0, agent.1));
+    let known = pods::known_hosts(&ctx.agent.host_key, &host_key.public_openssh)
+        .map_err(|e| Failure::permanent("InvalidHostKey", e.to_string()))?;
     let created = with_timeout(format!("create Job {job_name}"), t, jobs.create(&post, &job)).await?;
     cleanup.job = true;
-    let config = pods::ssh_config(&ip.to_string(), (&agent.0, agent.1));
-    let known = pods::known_hosts(&ctx.agent.host_key, &host_key.public_openssh);
     let secret = pods::copy_secret(input, &created.uid().unwrap_or_default(), &config, &known, &ctx.private_key);
     let dr_secrets: Api<Secret> = Api::namespaced(ctx.destination.clone(), &input.destination_namespace);
     with_timeout(format!("create Secret {job_name}"), t, dr_secrets.create(&post, &secret)).await?;
     let dr_pods: Api<Pod> = Api::namespaced(ctx.destination.clone(), &input.destination_namespace);
-    let follow = follow_job(&dr_pods, &job_name, t, progress);
+    let job_uid = created.uid().unwrap_or_default();
+    let follow = follow_job(&dr_pods, &job_name, &job_uid, t, progress);
     match tokio::time::timeout(input.timeout, follow).await {
         Ok(result) => result,
         Err(_) => Err(Failure::transient(
@@ -243,12 +250,14 @@ fn pod_reason(pod: &Pod) -> String {
 }
 
 /// How the DR cluster reaches the agent relaying to `node`: its node address and hostPort, or the agents' Service.
+/// Every address is parsed ([`Host`]): a Node or Service may report anything, and the value ends up in the copy
+/// pod's ssh configuration and the probe's command line.
 pub(crate) async fn agent_address(
     client: &kube::Client,
     agent: &AgentAccess,
     node: &str,
     t: Duration,
-) -> Result<(String, u16), Failure> {
+) -> Result<(Host, u16), Failure> {
     let nodes: Api<Node> = Api::all(client.clone());
     if agent.service {
         let services: Api<Service> = Api::namespaced(client.clone(), AGENT_NAMESPACE);
@@ -257,10 +266,18 @@ pub(crate) async fn agent_address(
         let port = spec.ports.iter().flatten().next().cloned().unwrap_or_default();
         let ingress =
             service.status.and_then(|s| s.load_balancer).and_then(|l| l.ingress).and_then(|i| i.into_iter().next());
-        if let Some(ingress) = ingress
-            && let Some(host) = ingress.ip.or(ingress.hostname)
-        {
-            return Ok((host, port.port as u16));
+        if let Some(ingress) = ingress {
+            let host = match (ingress.ip, ingress.hostname) {
+                (Some(ip), _) => Some(Host::parse(&ip, false)),
+                (None, Some(name)) => Some(Host::parse(&name, true)),
+                (None, None) => None,
+            };
+            if let Some(host) = host {
+                let host = host.map_err(|e| {
+                    Failure::transient(INVALID_SERVICE_ADDRESS, format!("the agents' Service load balancer: {e}"))
+                })?;
+                return Ok((host, port.port as u16));
+            }
         }
         if let Some(node_port) = port.node_port {
             let node = with_timeout(format!("get Node {node}"), t, nodes.get(node)).await?;
@@ -272,21 +289,43 @@ pub(crate) async fn agent_address(
     Ok((node_address(&node)?, agent.port))
 }
 
-fn node_address(node: &Node) -> Result<String, Failure> {
+/// Reason of a copy or check refused because a Node reports an address that is not an IP address.
+pub const INVALID_NODE_ADDRESS: &str = "InvalidNodeAddress";
+/// Reason of a copy or check refused because the agents' Service reports an unusable load-balancer address.
+pub const INVALID_SERVICE_ADDRESS: &str = "InvalidServiceAddress";
+
+/// The node's InternalIP, else its ExternalIP, which must be an IP address (names are never taken from a Node).
+fn node_address(node: &Node) -> Result<Host, Failure> {
     let addresses = node.status.as_ref().and_then(|s| s.addresses.clone()).unwrap_or_default();
-    ["InternalIP", "ExternalIP"]
+    let address = ["InternalIP", "ExternalIP"]
         .iter()
         .find_map(|kind| addresses.iter().find(|a| a.type_ == *kind).map(|a| a.address.clone()))
-        .ok_or_else(|| Failure::transient("AgentUnreachable", format!("node {} has no address", node.name_any())))
+        .ok_or_else(|| Failure::transient("AgentUnreachable", format!("node {} has no address", node.name_any())))?;
+    Host::parse(&address, false).map_err(|e| {
+        Failure::transient(INVALID_NODE_ADDRESS, format!("node {} reports an unusable address: {e}", node.name_any()))
+    })
 }
 
-/// Follows the Job's pod log until it ends; returns the classified outcome.
-async fn follow_job(api: &Api<Pod>, job: &str, t: Duration, progress: &impl Fn(&Report)) -> Result<Totals, Failure> {
-    let selector = ListParams::default().labels(&format!("job-name={job}"));
+/// Longest log line read from the copy pod; the rest of a longer line is dropped.
+const LOG_LINE_MAX: usize = 16 << 10;
+
+/// Follows the Job's pod (found by the Job's UID, not its name) until it ends: progress from its log, the result
+/// from the copy container's termination message ([`pod_result`]).
+async fn follow_job(
+    api: &Api<Pod>,
+    job: &str,
+    job_uid: &str,
+    t: Duration,
+    progress: &impl Fn(&Report),
+) -> Result<Totals, Failure> {
+    let selector = ListParams::default().labels(&format!("controller-uid={job_uid}"));
     let deadline = tokio::time::Instant::now() + START_WAIT;
     let pod_name = loop {
         let list = with_timeout(format!("list pods of Job {job}"), t, api.list(&selector)).await?;
-        if let Some(pod) = list.items.first() {
+        let owned = list.items.iter().find(|pod| {
+            pod.owner_references().iter().any(|o| o.controller == Some(true) && o.kind == "Job" && o.uid == job_uid)
+        });
+        if let Some(pod) = owned {
             let status = pod.status.clone().unwrap_or_default();
             let started = status
                 .container_statuses
@@ -305,27 +344,70 @@ async fn follow_job(api: &Api<Pod>, job: &str, t: Duration, progress: &impl Fn(&
         }
         tokio::time::sleep(POLL).await;
     };
-    let mut last = None;
-    let params = LogParams { follow: true, container: Some("copy".into()), ..Default::default() };
+    let params = LogParams { follow: true, container: Some(pods::COPY_CONTAINER.into()), ..Default::default() };
     // Follow the log; if it breaks while the pod still runs, follow it again. The copy's timeout bounds this.
     loop {
         if let Ok(Ok(stream)) = tokio::time::timeout(t, api.log_stream(&pod_name, &params)).await {
-            let mut lines = stream.lines();
-            while let Some(Ok(line)) = lines.next().await {
-                if let Some(report) = Report::from_line(&line) {
-                    progress(&report);
-                    if matches!(report, Report::Done { .. }) {
-                        last = Some(report);
-                    }
-                }
-            }
+            read_progress(stream, progress).await;
         }
         let pod = with_timeout(format!("get Pod {pod_name}"), t, api.get_opt(&pod_name)).await?;
         let phase = pod.as_ref().and_then(|p| p.status.as_ref().and_then(|s| s.phase.clone()));
-        if pod.is_none() || matches!(phase.as_deref(), Some("Succeeded" | "Failed")) {
-            let reason = pod.as_ref().map_or_else(|| "the pod was deleted".to_string(), pod_reason);
-            return classify(last.as_ref(), &reason);
+        match pod {
+            None => return classify(None, "the pod was deleted"),
+            Some(pod) if matches!(phase.as_deref(), Some("Succeeded" | "Failed")) => return pod_result(&pod),
+            Some(_) => {}
         }
         tokio::time::sleep(POLL).await;
     }
 }
+
+/// Reads the copy pod's log, handing each progress report to `progress`. Only progress is taken from the log:
+/// it also carries what the remote sender prints, so a final report there proves nothing. Lines are bounded.
+async fn read_progress(mut stream: impl futures::AsyncRead + Unpin, progress: &impl Fn(&Report)) {
+    let mut line = Vec::with_capacity(256);
+    let mut chunk = vec![0u8; 8192];
+    while let Ok(n @ 1..) = stream.read(&mut chunk).await {
+        for byte in &chunk[..n] {
+            if *byte != b'\n' {
+                if line.len() < LOG_LINE_MAX {
+                    line.push(*byte);
+                }
+                continue;
+            }
+            if let Some(report @ Report::Progress { .. }) = Report::from_line(&String::from_utf8_lossy(&line)) {
+                progress(&report);
+            }
+            line.clear();
+        }
+    }
+}
+
+/// The copy's result from its ended pod (pure): the report in the copy container's termination message, which only
+/// the copy program writes, checked against the container's exit code.
+pub fn pod_result(pod: &Pod) -> Result<Totals, Failure> {
+    let reason = pod_reason(pod);
+    let terminated = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.container_statuses.as_ref())
+        .and_then(|all| all.iter().find(|c| c.name == pods::COPY_CONTAINER))
+        .and_then(|c| c.state.as_ref()?.terminated.clone());
+    let Some(terminated) = terminated else { return classify(None, &reason) };
+    let report = terminated.message.as_deref().and_then(Report::from_json).filter(|r| matches!(r, Report::Done { .. }));
+    match report {
+        Some(report) if report.process_exit_code() != terminated.exit_code => Err(Failure::transient(
+            "InconsistentResult",
+            format!(
+                "the copy reported exit code {} but its container ended with {}",
+                report.process_exit_code(),
+                terminated.exit_code
+            ),
+        )),
+        Some(report) => classify(Some(&report), &reason),
+        None => classify(None, &reason),
+    }
+}
+
+#[cfg(test)]
+#[path = "run_tests.rs"]
+mod tests;
