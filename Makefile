@@ -36,6 +36,10 @@ images: ## Build the container images from the release binaries (target/images) 
 	@images/build.sh
 	@$(LAB) load target/images/*.tar
 
+.PHONY: image-check
+image-check: ## Fail when the agent image (target/images/agent.tar) has a Debian package older than this machine's apt would install.
+	@images/check-packages.sh target/images/agent.tar
+
 .PHONY: crds
 crds: ## Regenerate charts/dr-syncer/crds from the Rust types in api/.
 	$(CRDGEN) $(CRD_DIR)
@@ -81,13 +85,13 @@ test: ## Everything CI runs: lint, unit tests, chart tests, lab integration test
 	echo "make test: $$([ $$rc -eq 0 ] && echo passed || echo FAILED) in $$((SECONDS - start)) s"; exit $$rc
 
 .PHONY: test-lab
-test-lab: tools ## Lab integration tests: starts the test lab (with nodes), loads the images, runs cargo's integration tests and the in-cluster tests (network, chart install, leader election), stops the lab (also on failure).
+test-lab: tools ## Lab integration tests: starts the test lab (with nodes), checks the agent image has no pending Debian upgrade, loads the images, runs cargo's integration tests and the in-cluster tests (network, chart install, leader election), stops the lab (also on failure).
 	@set -e; export LAB_RUN=$(TEST_LAB_RUN) LAB_PORT_BASE=$(TEST_LAB_PORT_BASE); \
 	trap '$(LAB) down --purge $$(ls $(TEST_LAB_RUN) 2>/dev/null) >/dev/null 2>&1 || true' EXIT; \
 	$(LAB) down --purge $$(ls $(TEST_LAB_RUN) 2>/dev/null) >/dev/null 2>&1 || true; \
 	images/build.sh >/dev/null & images=$$!; \
 	$(LAB) up $(TEST_CLUSTERS); \
-	wait $$images; $(LAB) load target/images/*.tar; \
+	wait $$images; images/check-packages.sh target/images/agent.tar; $(LAB) load target/images/*.tar; \
 	eval "$$($(LAB) env)"; \
 	rc=0; $(CARGO) test --workspace --no-fail-fast --test '*' $(CARGO_TEST_ARGS) || rc=$$?; \
 	python3 -m unittest discover -s test/py -p 'test_lab_*.py' -v || rc=1; \
