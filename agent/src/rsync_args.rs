@@ -41,7 +41,8 @@ pub const CLIENT_ONLY_OPTIONS: &[LongOption] = &[
     ("ignore-times", None),
 ];
 
-/// A sender command that passed the checks, ready to run.
+/// A sender command that passed the checks, ready to run: the allowed options, `--confine-root=<root>` (rsync 3.5 or
+/// later on the sending side), `.` and `<root>/`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SenderCommand {
     /// The arguments after the program name, rebuilt from what was checked; the path is always `<root>/`.
@@ -101,6 +102,8 @@ pub fn parse_sender(command: &str, root: &str) -> Result<SenderCommand, Refusal>
         [path, ..] => return Err(Refusal::Path((*path).to_string())),
         [] => return Err(Refusal::NotRsyncSender),
     }
+    // rsync 3.5: paths the sender resolves (operator paths, a files-from list) must stay inside the volume.
+    args.push(format!("--confine-root={root}"));
     args.push(".".to_string());
     args.push(format!("{root}/"));
     Ok(SenderCommand { args })

@@ -55,7 +55,7 @@ fn parse_sender_refuses_when_the_command_is_anything_else() {
 #[test]
 fn parse_sender_runs_the_rebuilt_arguments_when_the_path_has_no_trailing_slash() {
     let parsed = parse_sender("rsync --server --sender -r --numeric-ids . /data", ROOT).unwrap();
-    assert_eq!(parsed.args, ["--server", "--sender", "-r", "--numeric-ids", ".", "/data/"]);
+    assert_eq!(parsed.args, ["--server", "--sender", "-r", "--numeric-ids", "--confine-root=/data", ".", "/data/"]);
 }
 
 #[test]

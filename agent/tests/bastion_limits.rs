@@ -64,19 +64,22 @@ fn pull(config: &Path, volume: &Path, dest: &Path) -> std::process::Output {
         .unwrap()
 }
 
+/// A lab whose bastion has the given login grace, startup caps and open-file limit, and a volume to copy.
+fn limited_lab(name: &str, grace: &str, startups: &str, per_source: &str, nofile: u32) -> Lab {
+    let bastion_args = ["--login-grace", grace, "--max-startups", startups, "--max-startups-per-source", per_source]
+        .map(String::from)
+        .to_vec();
+    let lab = Lab::start_with(name, &std::env::temp_dir(), &Options { bastion_args, bastion_nofile: Some(nofile) });
+    tree::build(&lab.volume);
+    lab
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bastion_serves_an_honest_copy_and_cuts_idle_connections_when_flooded() {
-    let options = Options {
-        bastion_args: ["--login-grace", "3s", "--max-startups", "64", "--max-startups-per-source", "8"]
-            .map(String::from)
-            .to_vec(),
-        // Far fewer descriptors than the flood has connections: without limits the agent runs out of them.
-        bastion_nofile: Some(256),
-    };
-    let mut lab = Lab::start_with("flood", &std::env::temp_dir(), &options);
-    tree::build(&lab.volume);
+    // Far fewer descriptors than the flood has connections: without limits the agent runs out of them.
+    let mut lab = limited_lab("flood", "3s", "64", "8", 256);
     let target = lab.bastion_addr();
-    // 2,000 idle connections and 1,000 half-open handshakes from eight addresses.
+    // 2,000 idle connections from eight addresses and 1,000 half-open handshakes from four more.
     let mut idle = flood(target, 2000, 10, 250, false).await;
     let mut half_open = flood(target, 1000, 20, 250, true).await;
     assert!(idle.len() + half_open.len() >= 2900, "the flood could not connect");
@@ -139,14 +142,7 @@ async fn bastion_serves_an_honest_copy_and_cuts_idle_connections_when_flooded() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bastion_keeps_serving_when_it_runs_out_of_file_descriptors() {
-    let options = Options {
-        bastion_args: ["--login-grace", "2s", "--max-startups", "4000", "--max-startups-per-source", "4000"]
-            .map(String::from)
-            .to_vec(),
-        bastion_nofile: Some(64),
-    };
-    let mut lab = Lab::start_with("nofile", &std::env::temp_dir(), &options);
-    tree::build(&lab.volume);
+    let mut lab = limited_lab("nofile", "2s", "4000", "4000", 64);
     // Limits far above the descriptors the agent has: accept() fails with EMFILE.
     let held = flood(lab.bastion_addr(), 300, 30, 300, false).await;
     assert!(held.len() >= 100, "the flood could not connect");
