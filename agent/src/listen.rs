@@ -298,11 +298,9 @@ async fn connection<H>(
     let result = loop {
         tokio::select! {
             result = &mut session => break result,
-            changed = authenticated.wait_for(|done| *done), if slot.startup => {
-                // The handler is gone (Err) only when the session ended; the session branch says how.
-                if changed.is_ok() {
-                    slot.end_startup();
-                }
+            _ = authenticated.wait_for(|done| *done), if slot.startup => {
+                // Authenticated, or the handler is gone (the session is ending): the login slot is free either way.
+                slot.end_startup();
             }
             () = &mut deadline, if slot.startup && !timed_out => {
                 timed_out = true;
