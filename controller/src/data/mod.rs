@@ -3,6 +3,7 @@
 //! the reconcile loop, bounded per mapping (`concurrentSyncs`) and per source cluster (`globalConcurrencyLimit`).
 
 pub mod failure;
+mod job_result;
 pub mod key_store;
 pub mod keys;
 pub mod lease;

@@ -8,13 +8,13 @@ use dr_syncer_agent::address::Host;
 use dr_syncer_agent::progress::Report;
 use dr_syncer_api::agent::{AGENT_NAME, AGENT_NAMESPACE, RSYNC_POD_PORT};
 use dr_syncer_api::constants::LABEL_DATA_ROLE;
-use futures::AsyncReadExt;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Node, PersistentVolumeClaim, Pod, Secret, Service};
 use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, ListParams, LogParams, PostParams, PropagationPolicy};
 
 use super::failure::{Failure, Totals, classify};
+use super::job_result::{pod_result, read_progress};
 use super::pods::{self, CopyInput, ROLE_COPY, ROLE_SOURCE};
 use super::policy::{self, Edit};
 use crate::error::with_timeout;
@@ -220,7 +220,7 @@ async fn wait_ready(api: &Api<Pod>, name: &str, t: Duration) -> Result<Pod, Fail
 }
 
 /// What Kubernetes says about a pod that is not running fine.
-fn pod_reason(pod: &Pod) -> String {
+pub(crate) fn pod_reason(pod: &Pod) -> String {
     let status = pod.status.clone().unwrap_or_default();
     let container = status.container_statuses.iter().flatten().find_map(|c| {
         let state = c.state.as_ref()?;
@@ -306,9 +306,6 @@ fn node_address(node: &Node) -> Result<Host, Failure> {
     })
 }
 
-/// Longest log line read from the copy pod; the rest of a longer line is dropped.
-const LOG_LINE_MAX: usize = 16 << 10;
-
 /// Follows the Job's pod (found by the Job's UID, not its name) until it ends: progress from its log, the result
 /// from the copy container's termination message ([`pod_result`]).
 async fn follow_job(
@@ -360,54 +357,3 @@ async fn follow_job(
         tokio::time::sleep(POLL).await;
     }
 }
-
-/// Reads the copy pod's log, handing each progress report to `progress`. Only progress is taken from the log:
-/// it also carries what the remote sender prints, so a final report there proves nothing. Lines are bounded.
-async fn read_progress(mut stream: impl futures::AsyncRead + Unpin, progress: &impl Fn(&Report)) {
-    let mut line = Vec::with_capacity(256);
-    let mut chunk = vec![0u8; 8192];
-    while let Ok(n @ 1..) = stream.read(&mut chunk).await {
-        for byte in &chunk[..n] {
-            if *byte != b'\n' {
-                if line.len() < LOG_LINE_MAX {
-                    line.push(*byte);
-                }
-                continue;
-            }
-            if let Some(report @ Report::Progress { .. }) = Report::from_line(&String::from_utf8_lossy(&line)) {
-                progress(&report);
-            }
-            line.clear();
-        }
-    }
-}
-
-/// The copy's result from its ended pod (pure): the report in the copy container's termination message, which only
-/// the copy program writes, checked against the container's exit code.
-pub fn pod_result(pod: &Pod) -> Result<Totals, Failure> {
-    let reason = pod_reason(pod);
-    let terminated = pod
-        .status
-        .as_ref()
-        .and_then(|s| s.container_statuses.as_ref())
-        .and_then(|all| all.iter().find(|c| c.name == pods::COPY_CONTAINER))
-        .and_then(|c| c.state.as_ref()?.terminated.clone());
-    let Some(terminated) = terminated else { return classify(None, &reason) };
-    let report = terminated.message.as_deref().and_then(Report::from_json).filter(|r| matches!(r, Report::Done { .. }));
-    match report {
-        Some(report) if report.process_exit_code() != terminated.exit_code => Err(Failure::transient(
-            "InconsistentResult",
-            format!(
-                "the copy reported exit code {} but its container ended with {}",
-                report.process_exit_code(),
-                terminated.exit_code
-            ),
-        )),
-        Some(report) => classify(Some(&report), &reason),
-        None => classify(None, &reason),
-    }
-}
-
-#[cfg(test)]
-#[path = "run_tests.rs"]
-mod tests;

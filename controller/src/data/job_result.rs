@@ -1,0 +1,64 @@
+//! What the controller takes from a finished copy pod: progress from its log (bounded lines, progress reports
+//! only) and the result from the copy container's termination message, checked against its exit code.
+
+use dr_syncer_agent::progress::Report;
+use futures::AsyncReadExt;
+use k8s_openapi::api::core::v1::Pod;
+
+use super::failure::{Failure, Totals, classify};
+use super::pods;
+use super::run::pod_reason;
+
+/// Longest log line read from the copy pod; the rest of a longer line is dropped.
+const LOG_LINE_MAX: usize = 16 << 10;
+
+/// Reads the copy pod's log, handing each progress report to `progress`. Only progress is taken from the log:
+/// it also carries what the remote sender prints, so a final report there proves nothing. Lines are bounded.
+pub(crate) async fn read_progress(mut stream: impl futures::AsyncRead + Unpin, progress: &impl Fn(&Report)) {
+    let mut line = Vec::with_capacity(256);
+    let mut chunk = vec![0u8; 8192];
+    while let Ok(n @ 1..) = stream.read(&mut chunk).await {
+        for byte in &chunk[..n] {
+            if *byte != b'\n' {
+                if line.len() < LOG_LINE_MAX {
+                    line.push(*byte);
+                }
+                continue;
+            }
+            if let Some(report @ Report::Progress { .. }) = Report::from_line(&String::from_utf8_lossy(&line)) {
+                progress(&report);
+            }
+            line.clear();
+        }
+    }
+}
+
+/// The copy's result from its ended pod (pure): the report in the copy container's termination message, which only
+/// the copy program writes, checked against the container's exit code.
+pub fn pod_result(pod: &Pod) -> Result<Totals, Failure> {
+    let reason = pod_reason(pod);
+    let terminated = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.container_statuses.as_ref())
+        .and_then(|all| all.iter().find(|c| c.name == pods::COPY_CONTAINER))
+        .and_then(|c| c.state.as_ref()?.terminated.clone());
+    let Some(terminated) = terminated else { return classify(None, &reason) };
+    let report = terminated.message.as_deref().and_then(Report::from_json).filter(|r| matches!(r, Report::Done { .. }));
+    match report {
+        Some(report) if report.process_exit_code() != terminated.exit_code => Err(Failure::transient(
+            "InconsistentResult",
+            format!(
+                "the copy reported exit code {} but its container ended with {}",
+                report.process_exit_code(),
+                terminated.exit_code
+            ),
+        )),
+        Some(report) => classify(Some(&report), &reason),
+        None => classify(None, &reason),
+    }
+}
+
+#[cfg(test)]
+#[path = "job_result_tests.rs"]
+mod tests;
