@@ -31,6 +31,11 @@ if ! dpkg -s $PKGS >/dev/null 2>&1; then
   # shellcheck disable=SC2086
   $SUDO apt-get install -y -qq --no-install-recommends $PKGS >/dev/null
 fi
+# The rsync pods' sender runs with --confine-root (rsync 3.5, from the security suite): upgrade an older rsync.
+if ! rsync --help 2>/dev/null | grep -q -- --confine-root; then
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --only-upgrade rsync >/dev/null
+fi
 test/tools/ensure-tools.sh
 
 step "Python packages (Helm SDK)"
