@@ -37,19 +37,13 @@ impl Service for Bastion {
     type Handler = Connection;
 
     fn connect(&mut self, peer: SocketAddr, gate: Gate) -> Connection {
-        Connection {
-            peer: Some(peer),
-            policy: self.policy.clone(),
-            metrics: self.metrics.clone(),
-            identity: None,
-            gate,
-        }
+        Connection { peer, policy: self.policy.clone(), metrics: self.metrics.clone(), identity: None, gate }
     }
 }
 
 /// One client connection.
 pub struct Connection {
-    peer: Option<SocketAddr>,
+    peer: SocketAddr,
     policy: watch::Receiver<Arc<Policy>>,
     metrics: AgentMetrics,
     /// The mapping and key the client authenticated as.
@@ -66,7 +60,7 @@ impl Connection {
             (None, None) => "-".to_string(),
         };
         let mapping = self.identity.as_ref().map_or("-", |(i, _)| i.mapping.as_str());
-        warn!(peer = ?self.peer, %fingerprint, mapping, reason = refusal.reason(), "refused: {refusal}");
+        warn!(peer = %self.peer, %fingerprint, mapping, reason = refusal.reason(), "refused: {refusal}");
     }
 
     fn identify(&self, key: &PublicKey) -> Result<Identity, Refusal> {
@@ -91,7 +85,7 @@ impl russh::server::Handler for Connection {
     async fn auth_publickey(&mut self, user: &str, key: VerifiedPublicKey<'_>) -> Result<Auth, Self::Error> {
         match self.identify(key.public_key) {
             Ok(identity) => {
-                info!(peer = ?self.peer, user, fingerprint = %identity.fingerprint, mapping = %identity.mapping, "authenticated");
+                info!(peer = %self.peer, user, fingerprint = %identity.fingerprint, mapping = %identity.mapping, "authenticated");
                 self.gate.authenticated();
                 tokio::spawn(revoke_when_refused(
                     self.policy.clone(),
@@ -162,7 +156,7 @@ impl russh::server::Handler for Connection {
         };
         reply.accept().await;
         let mapping = self.identity.as_ref().map(|(i, _)| i.mapping.clone()).unwrap_or_default();
-        info!(peer = ?self.peer, %mapping, %address, "relaying");
+        info!(peer = %self.peer, %mapping, %address, "relaying");
         tokio::spawn(relay(channel, stream, address, self.metrics.clone()));
         Ok(())
     }
@@ -223,14 +217,18 @@ async fn revoke_when_refused(
                 return;
             }
         };
-        // Wake up when the policy changes or the key's notAfter passes, whichever comes first.
-        let until_expiry = identity
-            .not_after
-            .map(|end| end.duration_since(now).unsigned_abs() + Duration::from_millis(10))
-            .unwrap_or(Duration::MAX);
+        // Look again when the policy changes or the key's notAfter passes, whichever comes first.
+        let expiry = async {
+            match identity.not_after {
+                Some(end) => {
+                    tokio::time::sleep(end.duration_since(now).unsigned_abs() + Duration::from_millis(10)).await
+                }
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             changed = policy.changed() => if changed.is_err() { return },
-            () = tokio::time::sleep(until_expiry.min(Duration::from_secs(86_400 * 365))) => {}
+            () = expiry => {}
             () = gate.closed() => return,
         }
     }

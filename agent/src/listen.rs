@@ -75,11 +75,6 @@ impl Gate {
     pub async fn closed(&self) {
         self.cut.cancelled().await;
     }
-
-    /// A gate not tied to any listener (tests of a handler alone).
-    pub fn detached() -> Gate {
-        Gate { login: Arc::new(watch::channel(false).0), cut: CancellationToken::new() }
-    }
 }
 
 /// What an SSH listener serves: makes the handler of each accepted connection.

@@ -42,14 +42,14 @@ impl Service for RsyncServer {
     type Handler = RsyncSession;
 
     fn connect(&mut self, peer: SocketAddr, gate: Gate) -> RsyncSession {
-        RsyncSession { server: self.clone(), peer: Some(peer), fingerprint: None, channel: None, used: false, gate }
+        RsyncSession { server: self.clone(), peer, fingerprint: None, channel: None, used: false, gate }
     }
 }
 
 /// One client connection to the rsync pod.
 pub struct RsyncSession {
     server: RsyncServer,
-    peer: Option<SocketAddr>,
+    peer: SocketAddr,
     fingerprint: Option<String>,
     /// The session channel, until a command starts on it.
     channel: Option<Channel<Msg>>,
@@ -68,11 +68,11 @@ impl RsyncSession {
         let fingerprint = keys::fingerprint(key);
         if !self.accepts(key) {
             self.server.metrics.refusals.with_label_values(&[Refusal::UnknownKey.reason()]).inc();
-            warn!(peer = ?self.peer, %fingerprint, reason = Refusal::UnknownKey.reason(), "refused: unknown key");
+            warn!(peer = %self.peer, %fingerprint, reason = Refusal::UnknownKey.reason(), "refused: unknown key");
             return Auth::reject();
         }
         if verified {
-            info!(peer = ?self.peer, %fingerprint, "authenticated");
+            info!(peer = %self.peer, %fingerprint, "authenticated");
             self.fingerprint = Some(fingerprint);
             self.gate.authenticated();
         }
@@ -82,7 +82,7 @@ impl RsyncSession {
     fn refuse(&self, reason: &'static str, message: &str) {
         self.server.metrics.refusals.with_label_values(&[reason]).inc();
         let fingerprint = self.fingerprint.as_deref().unwrap_or("-");
-        warn!(peer = ?self.peer, fingerprint, reason, "refused: {message}");
+        warn!(peer = %self.peer, fingerprint, reason, "refused: {message}");
     }
 
     async fn refuse_request(&mut self, channel: ChannelId, what: &'static str, session: &mut Session) {
@@ -152,7 +152,7 @@ impl russh::server::Handler for RsyncSession {
             return Ok(());
         };
         let _ = session.channel_success(id);
-        info!(peer = ?self.peer, fingerprint = self.fingerprint.as_deref().unwrap_or("-"), ?command, "running rsync");
+        info!(peer = %self.peer, fingerprint = self.fingerprint.as_deref().unwrap_or("-"), ?command, "running rsync");
         tokio::spawn(run(channel, self.server.clone(), sender.clone()));
         Ok(())
     }

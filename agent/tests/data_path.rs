@@ -134,27 +134,33 @@ fn sample_verification_never_turns_file_names_into_filter_rules_when_names_carry
     tree::assert_same(&lab.volume, &lab.dest);
 }
 
-/// An OpenSSH master connection to the bastion with `key`, for channels opened later on the same connection.
+/// An OpenSSH master connection to `host` (`bastion` or `target`) with `key`, for channels opened later on the
+/// same connection.
 struct Master {
     child: std::process::Child,
     control: std::path::PathBuf,
     config: std::path::PathBuf,
+    host: &'static str,
 }
 
 impl Master {
     fn open(lab: &Lab, key: &str) -> Master {
-        let control = lab.dir.join(format!("control-{key}"));
+        Master::open_to(lab, key, "bastion")
+    }
+
+    fn open_to(lab: &Lab, key: &str, host: &'static str) -> Master {
+        let control = lab.dir.join(format!("control-{key}-{host}"));
         let config = lab.ssh_config(key);
         let child = std::process::Command::new("ssh")
             .arg("-F")
             .arg(&config)
             .args(["-M", "-N", "-S"])
             .arg(&control)
-            .arg("bastion")
+            .arg(host)
             .stdin(std::process::Stdio::null())
             .spawn()
             .unwrap();
-        let master = Master { child, control, config };
+        let master = Master { child, control, config, host };
         common::eventually("the master connection", Duration::from_secs(20), || master.check().then_some(()));
         master
     }
@@ -166,7 +172,7 @@ impl Master {
             .arg(&self.config)
             .arg("-S")
             .arg(&self.control)
-            .args(["-O", "check", "bastion"])
+            .args(["-O", "check", self.host])
             .output()
             .is_ok_and(|o| o.status.success())
     }
@@ -178,11 +184,25 @@ impl Master {
             .arg(&self.config)
             .arg("-S")
             .arg(&self.control)
-            .args(["-W", &target.to_string(), "bastion"])
+            .args(["-W", &target.to_string(), self.host])
             .stdin(std::process::Stdio::null())
             .output()
             .unwrap();
         String::from_utf8_lossy(&out.stdout).starts_with("SSH-2.0-")
+    }
+
+    /// Runs `command` in a new session channel on the master connection; returns ssh's output.
+    fn run(&self, command: &[&str]) -> std::process::Output {
+        std::process::Command::new("ssh")
+            .arg("-F")
+            .arg(&self.config)
+            .arg("-S")
+            .arg(&self.control)
+            .arg(self.host)
+            .args(command)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap()
     }
 
     fn exited(&mut self) -> bool {
@@ -229,4 +249,21 @@ fn bastion_closes_a_connection_when_its_key_passes_not_after() {
         master.exited().then_some(())
     });
     assert!(jiff::Timestamp::now() >= end, "closed before notAfter");
+}
+
+/// The rsync pod's server runs one command per connection: a second session channel on the same connection is
+/// refused, even after the first command ended.
+#[test]
+fn rsync_pod_refuses_a_second_session_on_one_connection() {
+    let lab = Lab::start("onesession");
+    let master = Master::open_to(&lab, "shop", "target");
+    let volume = lab.volume.to_str().unwrap().to_string();
+    let sender = ["rsync", "--server", "--sender", "-r", ".", volume.as_str()];
+    let first = master.run(&sender);
+    let refused = |out: &std::process::Output| String::from_utf8_lossy(&out.stderr).contains("Session open refused");
+    assert!(!refused(&first), "{first:?}");
+    let second = master.run(&sender);
+    assert!(refused(&second), "the second session was opened: {}", String::from_utf8_lossy(&second.stderr));
+    let serve = lab.serve_logs();
+    assert!(serve.iter().any(|l| l.contains("a second session on one connection")), "{serve:?}");
 }

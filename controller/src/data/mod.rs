@@ -3,12 +3,12 @@
 //! the reconcile loop, bounded per mapping (`concurrentSyncs`) and per source cluster (`globalConcurrencyLimit`).
 
 pub mod failure;
-mod job_result;
 pub mod key_store;
 pub mod keys;
 pub mod lease;
 pub mod manager;
 pub mod metrics;
+mod pod_report;
 pub mod pods;
 pub mod policy;
 mod pvc_task;

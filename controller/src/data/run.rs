@@ -14,7 +14,7 @@ use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, ListParams, LogParams, PostParams, PropagationPolicy};
 
 use super::failure::{Failure, Totals, classify};
-use super::job_result::{pod_result, read_progress};
+use super::pod_report::{pod_reason, pod_result, read_progress};
 use super::pods::{self, CopyInput, ROLE_COPY, ROLE_SOURCE};
 use super::policy::{self, Edit};
 use crate::error::with_timeout;
@@ -75,13 +75,15 @@ pub async fn copy(ctx: &CopyContext<'_>, mut input: CopyInput, progress: impl Fn
         return Err(Failure::transient("DestinationPvcMissing", format!("{dr_what} does not exist yet")));
     }
     input.node = attached_node(ctx.source, &input, t).await?;
-    // Check the agent's address before anything is created, when the node is known already.
-    if let Some(node) = &input.node {
-        agent_address(ctx.source, ctx.agent, node, t).await?;
-    }
+    // Check the agent's address before anything is created, when the node is known already (the rsync pod is
+    // pinned to it, so the address is used as it is).
+    let known_agent = match &input.node {
+        Some(node) => Some(agent_address(ctx.source, ctx.agent, node, t).await?),
+        None => None,
+    };
     let mut cleanup = Cleanup::default();
     let result = tokio::select! {
-        result = run(ctx, &input, &mut cleanup, &progress) => result,
+        result = run(ctx, &input, known_agent, &mut cleanup, &progress) => result,
         () = ctx.stop.cancelled() => Err(Failure::transient(STOPPED, format!("the copy of {what} was stopped"))),
     };
     cleanup.run(ctx, &input).await;
@@ -126,6 +128,7 @@ impl Cleanup {
 async fn run(
     ctx: &CopyContext<'_>,
     input: &CopyInput,
+    known_agent: Option<(Host, u16)>,
     cleanup: &mut Cleanup,
     progress: &impl Fn(&Report),
 ) -> Result<Totals, Failure> {
@@ -152,7 +155,10 @@ async fn run(
         .and_then(|ip| ip.parse().ok())
         .ok_or_else(|| Failure::transient("SourcePodNotReady", format!("pod {pod_name} has no IP")))?;
     let address = SocketAddr::new(ip, RSYNC_POD_PORT);
-    let agent = agent_address(ctx.source, ctx.agent, &node, t).await?;
+    let agent = match known_agent {
+        Some(agent) if input.node.as_deref() == Some(node.as_str()) => agent,
+        _ => agent_address(ctx.source, ctx.agent, &node, t).await?,
+    };
     policy::edit(ctx.source, &Edit::AddTarget { node: node.clone(), mapping: ctx.mapping_id.into(), address }, t)
         .await?;
     cleanup.target = Some((node, address));
@@ -217,36 +223,6 @@ async fn wait_ready(api: &Api<Pod>, name: &str, t: Duration) -> Result<Pod, Fail
         tokio::time::sleep(POLL).await;
     }
     Err(Failure::transient("SourcePodNotReady", format!("pod {name} not ready after {START_WAIT:?}: {why}")))
-}
-
-/// What Kubernetes says about a pod that is not running fine.
-pub(crate) fn pod_reason(pod: &Pod) -> String {
-    let status = pod.status.clone().unwrap_or_default();
-    let container = status.container_statuses.iter().flatten().find_map(|c| {
-        let state = c.state.as_ref()?;
-        if let Some(w) = &state.waiting {
-            return Some(format!(
-                "{}: {}",
-                w.reason.clone().unwrap_or_default(),
-                w.message.clone().unwrap_or_default()
-            ));
-        }
-        state.terminated.as_ref().map(|t| {
-            format!(
-                "{} (exit code {}): {}",
-                t.reason.clone().unwrap_or_default(),
-                t.exit_code,
-                t.message.clone().unwrap_or_default()
-            )
-        })
-    });
-    let condition = status
-        .conditions
-        .iter()
-        .flatten()
-        .find(|c| c.status == "False" && c.message.is_some())
-        .map(|c| format!("{}: {}", c.reason.clone().unwrap_or_default(), c.message.clone().unwrap_or_default()));
-    container.or(condition).or(status.message).unwrap_or_else(|| status.phase.unwrap_or_default())
 }
 
 /// How the DR cluster reaches the agent relaying to `node`: its node address and hostPort, or the agents' Service.

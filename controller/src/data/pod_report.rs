@@ -1,5 +1,6 @@
-//! What the controller takes from a finished copy pod: progress from its log (bounded lines, progress reports
-//! only) and the result from the copy container's termination message, checked against its exit code.
+//! What the controller reads from the pods of a copy: why a pod is not running fine, progress from the copy pod's
+//! log (bounded lines, progress reports only) and the copy's result from its container's termination message,
+//! checked against its exit code.
 
 use dr_syncer_agent::progress::Report;
 use futures::AsyncReadExt;
@@ -7,7 +8,6 @@ use k8s_openapi::api::core::v1::Pod;
 
 use super::failure::{Failure, Totals, classify};
 use super::pods;
-use super::run::pod_reason;
 
 /// Longest log line read from the copy pod; the rest of a longer line is dropped.
 const LOG_LINE_MAX: usize = 16 << 10;
@@ -59,6 +59,36 @@ pub fn pod_result(pod: &Pod) -> Result<Totals, Failure> {
     }
 }
 
+/// What Kubernetes says about a pod that is not running fine.
+pub(crate) fn pod_reason(pod: &Pod) -> String {
+    let status = pod.status.clone().unwrap_or_default();
+    let container = status.container_statuses.iter().flatten().find_map(|c| {
+        let state = c.state.as_ref()?;
+        if let Some(w) = &state.waiting {
+            return Some(format!(
+                "{}: {}",
+                w.reason.clone().unwrap_or_default(),
+                w.message.clone().unwrap_or_default()
+            ));
+        }
+        state.terminated.as_ref().map(|t| {
+            format!(
+                "{} (exit code {}): {}",
+                t.reason.clone().unwrap_or_default(),
+                t.exit_code,
+                t.message.clone().unwrap_or_default()
+            )
+        })
+    });
+    let condition = status
+        .conditions
+        .iter()
+        .flatten()
+        .find(|c| c.status == "False" && c.message.is_some())
+        .map(|c| format!("{}: {}", c.reason.clone().unwrap_or_default(), c.message.clone().unwrap_or_default()));
+    container.or(condition).or(status.message).unwrap_or_else(|| status.phase.unwrap_or_default())
+}
+
 #[cfg(test)]
-#[path = "job_result_tests.rs"]
+#[path = "pod_report_tests.rs"]
 mod tests;
