@@ -10,7 +10,7 @@ use rand::seq::IndexedRandom;
 use tokio::io::{AsyncRead, AsyncReadExt, BufReader};
 use tokio::process::Command;
 
-use crate::progress::{Report, Stats, is_difference, parse_progress};
+use crate::progress::{Report, Stats, is_difference, parse_progress, skipped_deletions};
 
 /// Stderr lines kept for the final report.
 const STDERR_TAIL: usize = 20;
@@ -20,6 +20,10 @@ const MISMATCHES_NAMED: usize = 5;
 const PROGRESS_EVERY: Duration = Duration::from_secs(1);
 /// Exit code of a failed verification (outside rsync's own codes).
 pub const EXIT_VERIFY_FAILED: i32 = 100;
+/// Exit code when the deletion guard held back the copy's deletions.
+pub const EXIT_DELETE_GUARD: i32 = 103;
+/// rsync's exit code when `--max-delete` held deletions back.
+const EXIT_MAX_DELETE: i32 = 25;
 /// Exit code when the result could not be written to `--result-file`.
 pub const EXIT_NO_RESULT: i32 = 101;
 /// Prefix of every stderr line echoed from rsync, ssh or the remote sender.
@@ -63,6 +67,8 @@ pub struct CopyJob {
     pub scratch: PathBuf,
     /// Where the final report is written as JSON, besides stdout (the pod's termination message file).
     pub result_file: Option<PathBuf>,
+    /// Deletion guard: most percent of the DR volume's entries one copy may delete; `None` (or 100) for no guard.
+    pub max_delete_percent: Option<u8>,
 }
 
 impl CopyJob {
@@ -85,8 +91,10 @@ impl CopyJob {
 
 /// Runs the copy and the verification, printing [`Report`] lines; returns the exit code for the process.
 pub async fn run(job: &CopyJob) -> i32 {
-    let copy_flags = ["--info=progress2".to_string(), "--stats".to_string()];
-    let copied = run_rsync(job.command(&copy_flags), true).await;
+    let copied = match copy(job).await {
+        Ok(copied) => copied,
+        Err(held_back) => return finish(job, "copy", held_back, 0),
+    };
     let copy_ok = copied.exit_code == 0 || copied.exit_code == 24;
     if !copy_ok || job.verify == Verify::None {
         return finish(job, "copy", copied, 0);
@@ -115,6 +123,39 @@ pub async fn run(job: &CopyJob) -> i32 {
         return finish(job, "verify", outcome, mismatches);
     }
     finish(job, "verify", outcome, 0)
+}
+
+/// The copy itself. With a deletion guard, the first pass deletes nothing (`--max-delete=0`, which counts what it
+/// held back); when the share of the DR volume's entries it would delete is within the guard, a second pass
+/// deletes them, else the copy ends with [`EXIT_DELETE_GUARD`] (`Err`) and the DR volume keeps every file.
+async fn copy(job: &CopyJob) -> Result<Outcome, Outcome> {
+    let flags = ["--info=progress2".to_string(), "--stats".to_string()];
+    let guarded = job.max_delete_percent.filter(|p| *p < 100 && job.options.iter().any(|o| o == "--delete"));
+    let Some(percent) = guarded else {
+        return Ok(run_rsync(job.command(&flags), true).await);
+    };
+    let mut first_flags = flags.to_vec();
+    first_flags.push("--max-delete=0".to_string());
+    let first = run_rsync(job.command(&first_flags), true).await;
+    // Set only when rsync itself ended with "deletions held back".
+    let Some(skipped) = first.skipped_deletions.filter(|n| *n > 0) else {
+        return Ok(first);
+    };
+    // After the first pass the DR volume holds every source entry plus the ones it would delete.
+    let entries = first.stats.files_total + skipped;
+    if skipped * 100 > u64::from(percent) * entries {
+        let message = format!(
+            "the source no longer has {skipped} of the {entries} entries of the DR volume ({}%), over the deletion \
+             guard of {percent}%: nothing was deleted (new and changed files were copied); approve with the \
+             annotation dr-syncer.io/approve-deletions",
+            skipped * 100 / entries.max(1)
+        );
+        return Err(Outcome { exit_code: EXIT_DELETE_GUARD, stats: first.stats, message, ..Outcome::default() });
+    }
+    let mut second = run_rsync(job.command(&flags), true).await;
+    second.stats.bytes_transferred += first.stats.bytes_transferred;
+    second.stats.files_transferred += first.stats.files_transferred;
+    Ok(second)
 }
 
 fn finish(job: &CopyJob, step: &str, outcome: Outcome, mismatches: u64) -> i32 {
@@ -155,6 +196,8 @@ struct Outcome {
     stats: Stats,
     /// Itemized differences (verification runs).
     differences: Vec<String>,
+    /// Deletions `--max-delete` held back, from rsync's warning.
+    skipped_deletions: Option<u64>,
     /// Tail of stderr.
     message: String,
 }
@@ -172,12 +215,17 @@ async fn run_rsync(mut command: Command, report_progress: bool) -> Outcome {
     let mut outcome = Outcome::default();
     let reading = read_stdout(stdout, report_progress, &mut outcome);
     let tail = read_stderr(stderr);
-    let ((), tail) = tokio::join!(reading, tail);
+    let ((), (tail, skipped)) = tokio::join!(reading, tail);
     outcome.message = tail;
+    outcome.skipped_deletions = skipped;
     outcome.exit_code = match child.wait().await {
         Ok(status) => status.code().unwrap_or(-1),
         Err(_) => -1,
     };
+    // Only rsync's own exit code says that deletions were held back; a line alone could come from the sender.
+    if outcome.exit_code != EXIT_MAX_DELETE {
+        outcome.skipped_deletions = None;
+    }
     outcome
 }
 
@@ -231,16 +279,22 @@ fn take_line(line: &str, report_progress: bool, last_report: &mut Option<Instant
 
 /// Reads rsync's stderr (its own messages, ssh's, and whatever the remote sender writes), echoing each line to
 /// this program's stderr behind [`STDERR_PREFIX`] so no echoed line can pass for a report, and keeps the last
-/// [`STDERR_TAIL`] lines. Lines are cut at [`LINE_MAX`] bytes, so a sender that never ends a line cannot grow memory.
-async fn read_stderr(stderr: impl AsyncRead + Unpin) -> String {
+/// [`STDERR_TAIL`] lines, and the count of the last `--max-delete` warning (rsync's receiver prints it last, after
+/// anything the sender wrote). Lines are cut at [`LINE_MAX`] bytes, so a sender that never ends a line cannot grow
+/// memory.
+async fn read_stderr(stderr: impl AsyncRead + Unpin) -> (String, Option<u64>) {
     let mut reader = BufReader::new(stderr);
     let mut tail = std::collections::VecDeque::with_capacity(STDERR_TAIL);
     let mut line = Vec::with_capacity(256);
     let mut chunk = [0u8; 8192];
+    let mut skipped = None;
     let mut keep = |line: &mut Vec<u8>| {
         let text: String =
             String::from_utf8_lossy(line).chars().map(|c| if c.is_control() { '?' } else { c }).collect();
         line.clear();
+        if let Some(n) = skipped_deletions(&text) {
+            skipped = Some(n);
+        }
         eprintln!("{STDERR_PREFIX}{text}");
         if tail.len() == STDERR_TAIL {
             tail.pop_front();
@@ -263,7 +317,7 @@ async fn read_stderr(stderr: impl AsyncRead + Unpin) -> String {
     if !line.is_empty() {
         keep(&mut line);
     }
-    Vec::from(tail).join("\n")
+    (Vec::from(tail).join("\n"), skipped)
 }
 
 /// Writes a filter that includes a random `sample_percent` of the destination's regular files (and their parent

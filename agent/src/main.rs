@@ -148,6 +148,10 @@ enum Command {
         /// it; the log only carries progress).
         #[arg(long)]
         result_file: Option<PathBuf>,
+        /// Deletion guard: when the source no longer has more than this percentage of the DR volume's entries,
+        /// delete none of them (exit code 103); 100 or absent turns it off.
+        #[arg(long, value_parser = clap::value_parser!(u8).range(0..=100))]
+        max_delete_percent: Option<u8>,
         /// The rsync program.
         #[arg(long, default_value = "rsync")]
         rsync: PathBuf,
@@ -204,6 +208,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         sample_percent,
         scratch,
         result_file,
+        max_delete_percent,
         rsync,
         options,
     } = cli.command
@@ -219,6 +224,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             sample_percent,
             scratch,
             result_file,
+            max_delete_percent,
         };
         std::process::exit(copy::run(&job).await);
     }

@@ -79,6 +79,12 @@ impl Report {
     }
 }
 
+/// The number in rsync's `Deletions stopped due to --max-delete limit (N skipped)` warning.
+pub fn skipped_deletions(line: &str) -> Option<u64> {
+    let rest = line.trim().strip_prefix("Deletions stopped due to --max-delete limit (")?;
+    parse_number(rest.strip_suffix(" skipped)")?)
+}
+
 /// One `--info=progress2` line: `  1,238,099  45%   11.80MB/s    0:00:01 (xfr#3, to-chk=12/20)`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ProgressLine {
@@ -115,6 +121,8 @@ pub struct Stats {
     pub files_transferred: u64,
     /// "Total transferred file size".
     pub bytes_transferred: u64,
+    /// "Number of files": every entry of the source (files, directories, links, the root).
+    pub files_total: u64,
 }
 
 impl Stats {
@@ -125,6 +133,7 @@ impl Stats {
         match (label.trim(), number) {
             ("Number of regular files transferred", Some(n)) => self.files_transferred = n,
             ("Total transferred file size", Some(n)) => self.bytes_transferred = n,
+            ("Number of files", Some(n)) => self.files_total = n,
             _ => {}
         }
     }
@@ -190,7 +199,14 @@ mod tests {
         ] {
             stats.read_line(line);
         }
-        assert_eq!(stats, Stats { files_transferred: 19_998, bytes_transferred: 1_073_741_824 });
+        assert_eq!(stats, Stats { files_transferred: 19_998, bytes_transferred: 1_073_741_824, files_total: 20_004 });
+    }
+
+    #[test]
+    fn skipped_deletions_reads_rsyncs_warning_when_deletions_were_held_back() {
+        assert_eq!(skipped_deletions("Deletions stopped due to --max-delete limit (8 skipped)"), Some(8));
+        assert_eq!(skipped_deletions("Deletions stopped due to --max-delete limit (1,024 skipped)\n"), Some(1024));
+        assert_eq!(skipped_deletions("rsync error: the --max-delete limit stopped deletions (code 25)"), None);
     }
 
     #[test]

@@ -267,3 +267,48 @@ fn rsync_pod_refuses_a_second_session_on_one_connection() {
     let serve = lab.serve_logs();
     assert!(serve.iter().any(|l| l.contains("a second session on one connection")), "{serve:?}");
 }
+
+/// The deletion guard: when the source loses 80 % of the files, the copy deletes nothing in DR (new files still
+/// arrive) and says why with exit code 103; within the guard, or approved (100 %), deletions go through.
+#[test]
+fn deletion_guard_keeps_dr_files_when_the_source_loses_most_of_them() {
+    let lab = Lab::start("deleteguard");
+    let dir = lab.volume.join("records");
+    std::fs::create_dir_all(&dir).unwrap();
+    for i in 0..50 {
+        std::fs::write(dir.join(format!("r{i:02}")), format!("record {i}\n")).unwrap();
+    }
+    let guard = ["--max-delete-percent", "50"];
+    assert!(lab.copy_with("shop", "none", &guard).status.success());
+    let count = || std::fs::read_dir(lab.dest.join("records")).unwrap().count();
+    assert_eq!(count(), 50);
+
+    // 40 of 50 files gone in the source (a wipe), one new file.
+    for i in 0..40 {
+        std::fs::remove_file(dir.join(format!("r{i:02}"))).unwrap();
+    }
+    std::fs::write(dir.join("new"), "new\n").unwrap();
+    let out = lab.copy_with("shop", "none", &guard);
+    let done = reports(&out).pop();
+    assert_eq!(out.status.code(), Some(103), "{done:?}");
+    let Some(Report::Done { exit_code: 103, message, .. }) = &done else { panic!("{done:?}") };
+    assert!(message.contains("40 of the") && message.contains("approve"), "{message}");
+    assert_eq!(count(), 51, "nothing deleted, the new file copied");
+
+    // Approved (the guard off): the deletions go through.
+    assert!(lab.copy_with("shop", "full", &["--max-delete-percent", "100"]).status.success());
+    assert_eq!(count(), 11);
+    // Within the guard: 2 of 11 entries.
+    for i in 40..42 {
+        std::fs::remove_file(dir.join(format!("r{i:02}"))).unwrap();
+    }
+    let out = lab.copy_with("shop", "none", &guard);
+    assert!(out.status.success(), "{:?}", reports(&out));
+    assert_eq!(count(), 9);
+    let names = |d: &std::path::Path| {
+        let mut n: Vec<_> = std::fs::read_dir(d).unwrap().map(|e| e.unwrap().file_name()).collect();
+        n.sort();
+        n
+    };
+    assert_eq!(names(&dir), names(&lab.dest.join("records")));
+}

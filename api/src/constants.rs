@@ -44,6 +44,9 @@ pub const ANNOTATION_SYNC_NOW: &str = "dr-syncer.io/sync-now";
 pub const ANNOTATION_TRIGGER_SYNC: &str = "dr-syncer.io/trigger-sync";
 /// Annotation on a NamespaceMapping or RemoteCluster: any value rotates its SSH keys now.
 pub const ANNOTATION_ROTATE_SSH_KEY: &str = "dr-syncer.io/rotate-ssh-key";
+/// Annotation on a NamespaceMapping: any value lets its next data copies delete more than
+/// `dataSyncConfig.maxDeletePercent` of a DR volume's files; removed once a data sync run succeeded.
+pub const ANNOTATION_APPROVE_DELETIONS: &str = "dr-syncer.io/approve-deletions";
 
 // ---- Marks dr-syncer puts on the objects it writes in the DR cluster -----------------------------------------------
 
@@ -168,6 +171,7 @@ mod tests {
             ANNOTATION_SYNC_NOW,
             ANNOTATION_TRIGGER_SYNC,
             ANNOTATION_ROTATE_SSH_KEY,
+            ANNOTATION_APPROVE_DELETIONS,
             LABEL_DR_MANAGED_BY,
             LABEL_MAPPING,
             LABEL_MAPPING_NAMESPACE,

@@ -14,7 +14,7 @@ use std::time::Duration;
 use common::data::{self, DATA_WAIT};
 use common::{Env, remote_cluster};
 use dr_syncer_api::agent::{AGENT_NAMESPACE, AGENT_POLICY_SECRET, POLICY_AUTHORIZED_KEY, policy_targets_key};
-use dr_syncer_api::constants::ANNOTATION_ROTATE_SSH_KEY;
+use dr_syncer_api::constants::{ANNOTATION_APPROVE_DELETIONS, ANNOTATION_ROTATE_SSH_KEY};
 use dr_syncer_api::namespace_mapping::PvcDataPhase;
 use dr_syncer_testlab::{TestNamespace, eventually_async, process::promtool_check, tree, unique_name};
 use k8s_openapi::api::core::v1::Secret;
@@ -173,6 +173,8 @@ async fn pvc_data_is_copied_through_the_agent_verified_rotated_and_revoked() {
     assert!(code == 255 && err.contains("administratively prohibited"), "the new key authenticates: {code} {err}");
     assert_ne!(key_status.fingerprint, first_fingerprint, "a new key");
 
+    deletion_guard_holds_back_a_wipe_until_approved(&env).await;
+
     // Deleting the mapping revokes its key at the agents and deletes its key Secret; the DR data stays.
     env.mappings().delete("m", &DeleteParams::default()).await.unwrap();
     let id = format!("{}/m", env.ctl.name());
@@ -198,4 +200,57 @@ async fn pvc_data_is_copied_through_the_agent_verified_rotated_and_revoked() {
         if rc.status.and_then(|s| s.pvc_sync).is_none() { Ok(()) } else { Err("still there".to_string()) }
     })
     .await;
+}
+
+/// The deletion guard end to end: 80 % of a volume's files deleted in the source leave the DR volume intact (new
+/// files still arrive), the PVC's copy fails with the permanent reason `MassDeletion` (status, event, metric), and
+/// the approval annotation lets the deletions through once, then is removed.
+async fn deletion_guard_holds_back_a_wipe_until_approved(env: &Env) {
+    let src = TestNamespace::create(&env.source, "lab-guard-src").await;
+    let dst = unique_name("lab-guard-dst");
+    let _dst_guard = TestNamespace::guard(&env.dr, &dst);
+    let volume = data::source_volume(&env.source_client, src.name(), "records", "64Mi").await;
+    for i in 0..50 {
+        std::fs::write(volume.join(format!("r{i:02}")), format!("record {i}\n")).unwrap();
+    }
+    env.mapping("guard", data::data_mapping(src.name(), &dst, json!({}))).await;
+    let t0 = jiff::Timestamp::now();
+    env.sync_now("guard").await;
+    data::wait_copied(env, "guard", "records", t0).await;
+    let dest = data::volume_path(&env.dr_client, &dst, "records").await;
+    let count = || std::fs::read_dir(&dest).unwrap().count();
+    assert_eq!(count(), 50);
+
+    for i in 0..40 {
+        std::fs::remove_file(volume.join(format!("r{i:02}"))).unwrap();
+    }
+    std::fs::write(volume.join("new"), "new\n").unwrap();
+    let t1 = data::floor_second(jiff::Timestamp::now());
+    env.sync_now("guard").await;
+    let held = data::wait_pvc(env, "guard", "records", "MassDeletion", |p| {
+        p.last_error.as_ref().is_some_and(|e| e.reason == "MassDeletion" && e.time.as_ref().is_some_and(|t| t.0 >= t1))
+    })
+    .await;
+    let error = held.last_error.unwrap();
+    assert!(error.permanent && error.message.contains("approve"), "{error:?}");
+    assert_eq!(count(), 51, "no file deleted in DR, the new one copied");
+    assert!(env.event_reasons("guard").await.iter().any(|r| r == "MassDeletion"));
+    let metrics = env.metrics();
+    assert!(
+        metrics.lines().any(|l| l.starts_with("dr_syncer_data_sync_failures_total") && l.contains("MassDeletion")),
+        "{metrics}"
+    );
+
+    let t2 = jiff::Timestamp::now();
+    let approve = json!({"metadata": {"annotations": {ANNOTATION_APPROVE_DELETIONS: "ops-ticket-42"}}});
+    env.mappings().patch("guard", &PatchParams::default(), &Patch::Merge(&approve)).await.unwrap();
+    data::wait_copied(env, "guard", "records", t2).await;
+    assert_eq!(count(), 11, "the approved deletions went through");
+    eventually_async("approval used up", DATA_WAIT, || async {
+        let nm = env.mappings().get("guard").await.map_err(|e| e.to_string())?;
+        let kept = nm.metadata.annotations.unwrap_or_default().contains_key(ANNOTATION_APPROVE_DELETIONS);
+        if kept { Err("annotation still there".to_string()) } else { Ok(()) }
+    })
+    .await;
+    env.mappings().delete("guard", &DeleteParams::default()).await.unwrap();
 }

@@ -183,6 +183,11 @@ impl Lab {
 
     /// `dr-syncer-agent copy` pulling the volume into `dest` through the bastion with `key`, verifying with `verify`.
     pub fn copy(&self, key: &str, verify: &str) -> Output {
+        self.copy_with(key, verify, &[])
+    }
+
+    /// [`Lab::copy`] with more `dr-syncer-agent copy` flags (before the rsync options).
+    pub fn copy_with(&self, key: &str, verify: &str, flags: &[&str]) -> Output {
         Command::new(AGENT)
             .arg("copy")
             .arg("--ssh-config")
@@ -193,6 +198,7 @@ impl Lab {
             .arg(&self.dest)
             .args(["--verify", verify, "--sample-percent", "100", "--scratch"])
             .arg(&self.dir)
+            .args(flags)
             .args(["--", "-aHAXS", "--numeric-ids", "--delete", "--partial-dir=.dr-syncer-partial"])
             .stdin(Stdio::null())
             .output()

@@ -22,6 +22,8 @@ pub const DEFAULT_BACKOFF_MULTIPLIER: i32 = 200;
 pub const DEFAULT_CONCURRENT_SYNCS: i32 = 2;
 /// Default time limit of one PVC data copy.
 pub const DEFAULT_DATA_SYNC_TIMEOUT: &str = "30m";
+/// Default share of a DR volume's files one copy may delete before the deletion guard stops it.
+pub const DEFAULT_MAX_DELETE_PERCENT: i32 = 50;
 /// Default lifetime of a mapping's SSH client key before it is rotated.
 pub const DEFAULT_KEY_ROTATION_INTERVAL: &str = "24h";
 /// Default wait for pods to drain in RecreateWithPodDrain.
@@ -158,6 +160,20 @@ pub struct DataSyncConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(extend("default" = DEFAULT_KEY_ROTATION_INTERVAL), regex(pattern = DURATION_PATTERN))]
     pub key_rotation_interval: Option<String>,
+    /// Deletion guard: a copy that would delete more than this percentage of the files in a DR volume (the source
+    /// lost them: a wipe, ransomware, a mistake) deletes none of them; new and changed files are still copied. The
+    /// PVC's copy fails with reason `MassDeletion` (status, Warning event, metric). Approve the deletions with the
+    /// annotation `dr-syncer.io/approve-deletions` on this mapping (removed once a data sync run succeeded). 100
+    /// turns the guard off. Default: 50.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("default" = DEFAULT_MAX_DELETE_PERCENT), range(min = 0, max = 100))]
+    pub max_delete_percent: Option<i32>,
+    /// Copy device files, FIFOs and sockets, and keep the setgid bit on files of any group. The copy pod then gets
+    /// the MKNOD and FSETID capabilities. Off by default: a volume of an application rarely needs them, and a
+    /// device file planted in the source would otherwise appear in DR. Default: false.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("default" = false))]
+    pub special_files: Option<bool>,
 }
 
 /// How a change to a field that cannot be updated in place is applied.

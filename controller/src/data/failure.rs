@@ -1,7 +1,7 @@
 //! Why a PVC copy failed, and whether trying again can help. Classification is pure: it reads the copy pod's final
 //! report (rsync's exit code and the tail of what rsync and ssh printed).
 
-use dr_syncer_agent::copy::EXIT_VERIFY_FAILED;
+use dr_syncer_agent::copy::{EXIT_DELETE_GUARD, EXIT_VERIFY_FAILED};
 use dr_syncer_agent::progress::Report;
 
 /// A failed copy attempt.
@@ -73,6 +73,9 @@ pub fn classify(report: Option<&Report>, pod_reason: &str) -> Result<Totals, Fai
     if matches!(exit_code, 0 | 24) {
         return Ok(totals);
     }
+    if *exit_code == EXIT_DELETE_GUARD {
+        return Err(Failure::permanent("MassDeletion", message.clone()));
+    }
     if *exit_code == EXIT_VERIFY_FAILED {
         return Err(Failure::transient("VerificationFailed", format!("{mismatches} files differ: {message}")));
     }
@@ -125,6 +128,7 @@ mod tests {
             (1, "rsync: --bogus: unknown option", Err(("RsyncUsage", true))),
             (23, "rsync: some files/attrs were not transferred", Err(("PartialTransfer", false))),
             (100, "1 differences", Err(("VerificationFailed", false))),
+            (103, "the source no longer has 40 of the 51 entries", Err(("MassDeletion", true))),
         ];
         for (code, message, expected) in cases {
             let got = classify(Some(&done(*code, message)), "").map(|_| ()).map_err(|f| (f.reason, f.permanent));

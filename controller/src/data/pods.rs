@@ -26,6 +26,8 @@ use crate::sync::ownership::label_value;
 pub const ROLE_SOURCE: &str = "source-rsync";
 /// `dr-syncer.io/data-role` of DR copy Jobs and their pods.
 pub const ROLE_COPY: &str = "copy";
+/// rsync filter rule leaving out extended attributes of the `security.` namespace.
+pub const SECURITY_XATTRS_FILTER: &str = "--filter=-x security.*";
 /// Where both pods mount the volume.
 pub const VOLUME_PATH: &str = "/data";
 /// SSH user name the clients present (the servers ignore it; keys decide).
@@ -69,6 +71,10 @@ pub struct CopyInput {
     pub verify: VerificationMode,
     /// Percent of files checked in sample mode.
     pub sample_percent: u8,
+    /// Device files, FIFOs and sockets are copied and setgid bits kept (the copy pod gets MKNOD and FSETID).
+    pub special_files: bool,
+    /// The deletion guard (`--max-delete-percent`), if on.
+    pub max_delete_percent: Option<u8>,
 }
 
 fn dns_part(text: &str, max: usize) -> String {
@@ -108,12 +114,16 @@ pub fn selector(mapping: (&str, &str), pvc: Option<&str>) -> String {
     selector
 }
 
-/// The rsync options of a mapping's copies: archive with hard links, ACLs, xattrs, sparse files and numeric owners,
-/// deletion of what the source no longer has, resumable partial files, the excludes, the bandwidth limit, `--checksum`
-/// for full verification, then the extra options if all are on the allow-list.
+/// The rsync options of a mapping's copies: archive without device and special files unless `specialFiles` (so
+/// `-rlptgo`, plus `-D` when asked), hard links, ACLs, xattrs except the `security.*` namespace (file capabilities,
+/// SELinux labels: the DR cluster's own, never the source's), sparse files and numeric owners, deletion of what the
+/// source no longer has, resumable partial files, the excludes, the bandwidth limit, `--checksum` for full
+/// verification, then the extra options if all are on the allow-list.
 pub fn rsync_options(config: &DataSyncConfig, verify: VerificationMode) -> Result<Vec<String>, String> {
+    let archive = if config.special_files.unwrap_or(false) { "-rlptgoDHAXS" } else { "-rlptgoHAXS" };
     let mut options = vec![
-        "-aHAXS".to_string(),
+        archive.to_string(),
+        SECURITY_XATTRS_FILTER.to_string(),
         "--numeric-ids".to_string(),
         "--delete".to_string(),
         format!("--partial-dir={PARTIAL_DIR}"),
@@ -261,8 +271,11 @@ pub fn copy_job(input: &CopyInput) -> Job {
         input.sample_percent.clamp(1, 100).to_string(),
         "--result-file".into(),
         TERMINATION_LOG.into(),
-        "--".into(),
     ];
+    if let Some(percent) = input.max_delete_percent {
+        args.extend(["--max-delete-percent".to_string(), percent.to_string()]);
+    }
+    args.push("--".into());
     args.extend(input.options.iter().cloned());
     let labels = labels(ROLE_COPY, input);
     let job = json!({"apiVersion": "batch/v1", "kind": "Job",
@@ -287,7 +300,7 @@ pub fn copy_job(input: &CopyInput) -> Job {
                     "terminationMessagePath": TERMINATION_LOG,
                     "terminationMessagePolicy": "File",
                     "env": [{"name": "HOME", "value": "/tmp"}],
-                    "securityContext": restricted(&["CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "MKNOD"]),
+                    "securityContext": restricted(copy_capabilities(input.special_files)),
                     "resources": {"requests": {"cpu": "100m", "memory": "64Mi"}, "limits": {"memory": "1Gi"}},
                     "volumeMounts": [{"name": "data", "mountPath": VOLUME_PATH},
                                      {"name": "ssh", "mountPath": SSH_DIR, "readOnly": true},
@@ -302,6 +315,16 @@ pub fn copy_job(input: &CopyInput) -> Job {
         },
     }});
     serde_json::from_value(job).unwrap_or_default()
+}
+
+/// Capabilities of the copy pod: owners, modes and times of any file (CHOWN, DAC_OVERRIDE, FOWNER); with
+/// `specialFiles` also device files (MKNOD) and setgid bits of any group (FSETID).
+pub fn copy_capabilities(special_files: bool) -> &'static [&'static str] {
+    if special_files {
+        &["CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "MKNOD"]
+    } else {
+        &["CHOWN", "DAC_OVERRIDE", "FOWNER"]
+    }
 }
 
 /// The copy Job's Secret (same name), owned by the Job: ssh configuration, known_hosts, and the mapping's private

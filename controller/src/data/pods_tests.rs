@@ -15,6 +15,8 @@ fn input(pvc: &str) -> CopyInput {
         options: vec!["-aHAXS".into(), "--exclude=-x y".into()],
         verify: VerificationMode::Sample,
         sample_percent: 10,
+        special_files: false,
+        max_delete_percent: Some(50),
     }
 }
 
@@ -104,4 +106,34 @@ fn known_hosts_refuses_a_key_line_when_it_carries_more_than_a_key() {
         assert!(known_hosts(&bad, &key).is_err(), "{bad:?}");
         assert!(known_hosts(&key, &bad).is_err(), "{bad:?}");
     }
+}
+
+/// Device files and setgid bits of foreign groups are opt-in: only then the copy pod gets MKNOD and FSETID and rsync
+/// `-D`; `security.*` xattrs are never copied; the deletion guard reaches the copy program.
+#[test]
+fn copy_is_least_privileged_and_guarded_when_special_files_are_off() {
+    let caps = |input: &CopyInput| {
+        let job = serde_json::to_value(copy_job(input)).unwrap();
+        let container = &job["spec"]["template"]["spec"]["containers"][0];
+        let caps: Vec<String> =
+            serde_json::from_value(container["securityContext"]["capabilities"]["add"].clone()).unwrap();
+        let args: Vec<String> = serde_json::from_value(container["args"].clone()).unwrap();
+        (caps, args)
+    };
+    let (plain, args) = caps(&input("data"));
+    assert_eq!(plain, ["CHOWN", "DAC_OVERRIDE", "FOWNER"]);
+    assert!(args.windows(2).any(|w| w == ["--max-delete-percent", "50"]), "{args:?}");
+    let mut special = input("data");
+    special.special_files = true;
+    special.max_delete_percent = None;
+    let (caps_special, args_special) = caps(&special);
+    assert!(caps_special.contains(&"MKNOD".to_string()) && caps_special.contains(&"FSETID".to_string()));
+    assert!(!args_special.iter().any(|a| a == "--max-delete-percent"));
+
+    let mut config = DataSyncConfig::default();
+    let options = rsync_options(&config, VerificationMode::None).unwrap();
+    assert_eq!(options[0], "-rlptgoHAXS");
+    assert!(options.contains(&SECURITY_XATTRS_FILTER.to_string()));
+    config.special_files = Some(true);
+    assert_eq!(rsync_options(&config, VerificationMode::None).unwrap()[0], "-rlptgoDHAXS");
 }

@@ -225,6 +225,8 @@ async fn copy_once(
         options: settings.options.clone(),
         verify,
         sample_percent: settings.sample_percent,
+        special_files: settings.config.special_files.unwrap_or(false),
+        max_delete_percent: settings.max_delete_percent,
     };
     let authorized: Vec<String> = keys::authorized(key).into_iter().map(|k| k.public_key).collect();
     let copy_ctx = CopyContext {

@@ -73,7 +73,7 @@ pub(super) async fn ensure_key(
         KeyAction::Keep => None,
     };
     if force {
-        remove_rotate_annotation(ctx, request).await;
+        remove_annotation(ctx, request, ANNOTATION_ROTATE_SSH_KEY).await;
     }
     if let Some(why) = made {
         let note = format!("SSH client key generation {} ({}), fingerprint {}", key.generation, why, key.fingerprint);
@@ -99,16 +99,17 @@ async fn rotation_requested(ctx: &Context, request: &DataRequest) -> bool {
     }
 }
 
-async fn remove_rotate_annotation(ctx: &Context, request: &DataRequest) {
+/// Removes annotation `key` from the mapping (a request that was carried out).
+pub(super) async fn remove_annotation(ctx: &Context, request: &DataRequest, key: &str) {
     let api: Api<dr_syncer_api::NamespaceMapping> =
         Api::namespaced(ctx.client.clone(), &request.mapping.namespace().unwrap_or_default());
-    let patch = serde_json::json!({"metadata": {"annotations": {ANNOTATION_ROTATE_SSH_KEY: null}}});
+    let patch = serde_json::json!({"metadata": {"annotations": {key: null}}});
     let (name, params, patch) = (request.mapping.name_any(), PatchParams::default(), Patch::Merge(&patch));
     let call = api.patch(&name, &params, &patch);
     if let Err(error) =
-        crate::error::with_timeout("remove the rotate-ssh-key annotation", ctx.settings.api_timeout, call).await
+        crate::error::with_timeout(format!("remove annotation {key}"), ctx.settings.api_timeout, call).await
     {
-        tracing::warn!(mapping = %request.key(), %error, "cannot remove the rotate-ssh-key annotation");
+        tracing::warn!(mapping = %request.key(), %error, "cannot remove annotation {key}");
     }
 }
 

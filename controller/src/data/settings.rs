@@ -4,9 +4,13 @@
 use std::time::Duration;
 
 use dr_syncer_api::common::VerificationMode;
-use dr_syncer_api::namespace_mapping::{DEFAULT_DATA_SYNC_TIMEOUT, DEFAULT_KEY_ROTATION_INTERVAL, DataSyncConfig};
+use dr_syncer_api::constants::ANNOTATION_APPROVE_DELETIONS;
+use dr_syncer_api::namespace_mapping::{
+    DEFAULT_DATA_SYNC_TIMEOUT, DEFAULT_KEY_ROTATION_INTERVAL, DEFAULT_MAX_DELETE_PERCENT, DataSyncConfig,
+};
 use dr_syncer_api::remote_cluster::DEFAULT_SAMPLE_PERCENT;
 use jiff::SignedDuration;
+use kube::ResourceExt;
 
 use super::failure::Failure;
 use super::manager::DataRequest;
@@ -20,6 +24,10 @@ pub(super) struct Settings {
     pub(super) timeout: Duration,
     pub(super) interval: SignedDuration,
     pub(super) options: Vec<String>,
+    /// The deletion guard of each copy (`None`: off, for `maxDeletePercent: 100` or approved deletions).
+    pub(super) max_delete_percent: Option<u8>,
+    /// The mapping carries the approve-deletions annotation (removed once a run succeeded).
+    pub(super) deletions_approved: bool,
 }
 
 pub(super) fn settings(request: &DataRequest) -> Result<Settings, Failure> {
@@ -35,7 +43,12 @@ pub(super) fn settings(request: &DataRequest) -> Result<Settings, Failure> {
     let interval =
         duration(config.key_rotation_interval.as_ref(), DEFAULT_KEY_ROTATION_INTERVAL, "keyRotationInterval")?;
     let options = pods::rsync_options(&config, verify).map_err(|m| Failure::permanent("InvalidDataSyncConfig", m))?;
+    let deletions_approved = request.mapping.annotations().contains_key(ANNOTATION_APPROVE_DELETIONS);
+    let guard = config.max_delete_percent.unwrap_or(DEFAULT_MAX_DELETE_PERCENT).clamp(0, 100) as u8;
+    let max_delete_percent = (guard < 100 && !deletions_approved).then_some(guard);
     Ok(Settings {
+        max_delete_percent,
+        deletions_approved,
         config,
         verify,
         sample_percent: sample.clamp(1, 100) as u8,

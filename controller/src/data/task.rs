@@ -165,6 +165,11 @@ async fn run_inner(
     for copy in copies {
         let _ = copy.await;
     }
+    // Approved deletions went through once every PVC copied: the approval is used up.
+    let all_copied = data.snapshot().pvcs.iter().all(|p| p.phase == PvcDataPhase::Succeeded);
+    if settings.deletions_approved && all_copied && !data.cancel.is_cancelled() {
+        super::rotation::remove_annotation(ctx, request, dr_syncer_api::constants::ANNOTATION_APPROVE_DELETIONS).await;
+    }
     // Drop a previous key no copy needs any more (or rotate, if due meanwhile) — unless the mapping went away.
     if !data.cancel.is_cancelled() {
         ensure_key(ctx, data, request, &settings, false).await?;

@@ -236,10 +236,12 @@ async fn apply_inner(
     }
     let annotations = nm.annotations();
     let (handled, requested) = mc.states.with(&key, |s| (s.handled_sync_now_version.clone(), s.requested.clone()));
-    // A key rotation request also starts a sync: the data sync that follows rotates the key first.
+    // A key rotation request also starts a sync: the data sync that follows rotates the key first; so does an
+    // approval of deletions the guard held back.
     let sync_now = (annotations.contains_key(ANNOTATION_SYNC_NOW)
         || annotations.contains_key(ANNOTATION_TRIGGER_SYNC)
-        || annotations.contains_key(dr_syncer_api::constants::ANNOTATION_ROTATE_SSH_KEY))
+        || annotations.contains_key(dr_syncer_api::constants::ANNOTATION_ROTATE_SSH_KEY)
+        || annotations.contains_key(dr_syncer_api::constants::ANNOTATION_APPROVE_DELETIONS))
         && handled != nm.resource_version();
     let decision = decide(&Inputs {
         mode: nm.spec.mode(),
