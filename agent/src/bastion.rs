@@ -18,6 +18,7 @@ use tracing::{debug, info, warn};
 use crate::listen::{Gate, Service};
 use crate::metrics::AgentMetrics;
 use crate::policy::{Identity, Policy, Refusal};
+use crate::targets::TargetRules;
 
 /// Time allowed to connect to an rsync pod.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -31,13 +32,16 @@ pub struct Bastion {
     pub policy: watch::Receiver<Arc<Policy>>,
     /// Counters.
     pub metrics: AgentMetrics,
+    /// Addresses relayed to at all (the rsync port, pod addresses), whatever the policy lists.
+    pub rules: Arc<TargetRules>,
 }
 
 impl Service for Bastion {
     type Handler = Connection;
 
     fn connect(&mut self, peer: SocketAddr, gate: Gate) -> Connection {
-        Connection { peer, policy: self.policy.clone(), metrics: self.metrics.clone(), identity: None, gate }
+        let rules = self.rules.clone();
+        Connection { peer, policy: self.policy.clone(), metrics: self.metrics.clone(), identity: None, gate, rules }
     }
 }
 
@@ -49,6 +53,7 @@ pub struct Connection {
     /// The mapping and key the client authenticated as.
     identity: Option<(Identity, PublicKey)>,
     gate: Gate,
+    rules: Arc<TargetRules>,
 }
 
 impl Connection {
@@ -129,7 +134,9 @@ impl russh::server::Handler for Connection {
         let decision = match &self.identity {
             Some((_, key)) => {
                 let policy = self.policy.borrow().clone();
-                policy.identify(key, Timestamp::now()).and_then(|identity| policy.target(&identity, host, port))
+                let identity = policy.identify(key, Timestamp::now());
+                let address = identity.and_then(|identity| policy.target(&identity, host, port));
+                address.and_then(|address| self.rules.check(address).map(|()| address))
             }
             None => Err(Refusal::NotAuthenticated),
         };

@@ -16,3 +16,4 @@ pub mod reload;
 pub mod rsync_args;
 pub mod serve;
 pub mod ssh;
+pub mod targets;

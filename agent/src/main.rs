@@ -16,6 +16,7 @@ use dr_syncer_agent::policy::Policy;
 use dr_syncer_agent::policy_secret::{Nodes, PolicySecret, watch_secret};
 use dr_syncer_agent::reload::{PolicyFiles, watch_files};
 use dr_syncer_agent::serve::RsyncServer;
+use dr_syncer_agent::targets::{Network, TargetRules};
 use dr_syncer_agent::{keys, ssh};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -96,6 +97,13 @@ enum Command {
         metrics_bind_address: String,
         #[command(flatten)]
         limits: LimitArgs,
+        /// The only port relayed to: the rsync pods' SSH port.
+        #[arg(long, default_value_t = dr_syncer_api::agent::RSYNC_POD_PORT)]
+        target_port: u16,
+        /// A pod network (CIDR), repeated; when given, only addresses inside these networks are relayed to.
+        /// Without it, every address but loopback, link-local, unspecified, multicast and broadcast ones.
+        #[arg(long = "target-network", value_parser = Network::parse)]
+        target_networks: Vec<Network>,
     },
     /// The rsync pod's SSH server: runs one checked rsync sender command for the volume.
     Serve {
@@ -255,7 +263,19 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     info!(addr = %socket.local_addr().context("listener address")?, "listening for SSH");
     let config = ssh::server_config(host_key);
     let result = match cli.command {
-        Command::Bastion { policy_secret, node_name, all_nodes, authorized, targets, reload_interval, .. } => {
+        Command::Bastion {
+            policy_secret,
+            node_name,
+            all_nodes,
+            authorized,
+            targets,
+            reload_interval,
+            target_port,
+            target_networks,
+            ..
+        } => {
+            let rules = Arc::new(TargetRules { port: target_port, networks: target_networks });
+            info!(?rules, "relay targets");
             let receiver = match (policy_secret, authorized, targets) {
                 (Some(secret), _, _) => {
                     let (namespace, name) = secret
@@ -286,8 +306,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 }
                 _ => anyhow::bail!("give --policy-secret, or both --authorized and --targets"),
             };
-            serve_ssh(Bastion { policy: receiver, metrics: metrics.clone() }, config, socket, limits, metrics, &stop)
-                .await
+            let bastion = Bastion { policy: receiver, metrics: metrics.clone(), rules };
+            serve_ssh(bastion, config, socket, limits, metrics, &stop).await
         }
         Command::Serve { authorized_keys, root, rsync, .. } => {
             let text = read_text(&authorized_keys)?;

@@ -74,26 +74,29 @@ async fn agents_install_with_a_pinned_host_key_and_follow_their_policy_secret() 
     let (code, _, err) = data::ssh(&dir, &ip, &id, &host.public_openssh, &[], &["true"]);
     assert!(code == 255 && err.contains("Permission denied (publickey)"), "{code}: {err}");
 
-    // Authorize the key for mapping "m" with one target: the agent pod's own SSH port.
+    // Authorize the key for mapping "m" with two targets on the agent pod's address: the rsync port (where nothing
+    // listens) and the agent's own SSH port (listed, but not the rsync port).
     let pods: Api<Pod> = Api::namespaced(env.source_client.clone(), AGENT_NAMESPACE);
     let agent = pods.list(&ListParams::default().labels(&format!("app={AGENT_NAME}"))).await.unwrap().items.remove(0);
     let agent_ip = agent.status.clone().unwrap().pod_ip.unwrap();
     let policy: Api<Secret> = Api::namespaced(env.source_client.clone(), AGENT_NAMESPACE);
     let authorized = json!({"mappings": {"m": {"keys": [{"publicKey": client_key.public_openssh}]}}}).to_string();
-    let targets = json!({"targets": {"m": [format!("{agent_ip}:2222")]}}).to_string();
+    let (rsync_port, wrong_port) = (format!("{agent_ip}:2022"), format!("{agent_ip}:2222"));
+    let targets = json!({"targets": {"m": [rsync_port, wrong_port]}}).to_string();
     let patch = json!({"stringData": {POLICY_AUTHORIZED_KEY: authorized, policy_targets_key(&node): targets}});
     policy.patch(AGENT_POLICY_SECRET, &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap();
 
-    // The listed address is relayed (its SSH banner comes back); any other is refused after authentication.
-    let allowed = format!("{agent_ip}:2222");
-    let out = eventually_async("relay to the listed target", Duration::from_secs(30), || async {
-        let (code, out, err) = data::ssh(&dir, &ip, &id, &host.public_openssh, &["-W", &allowed], &[]);
-        if out.starts_with("SSH-2.0-") { Ok(out) } else { Err(format!("{code}: {out} {err}")) }
+    // The listed address on the rsync port is relayed to (the agent connects; nothing answers there); a listed
+    // address on another port, and any address not listed, are refused after authentication.
+    eventually_async("relay to the listed target", Duration::from_secs(30), || async {
+        let (code, out, err) = data::ssh(&dir, &ip, &id, &host.public_openssh, &["-W", &rsync_port], &[]);
+        if err.contains("open failed: connect failed") { Ok(()) } else { Err(format!("{code}: {out} {err}")) }
     })
     .await;
-    assert!(out.starts_with("SSH-2.0-"));
-    let (code, _, err) = data::ssh(&dir, &ip, &id, &host.public_openssh, &["-W", "10.88.0.250:2222"], &[]);
-    assert!(code == 255 && err.contains("administratively prohibited"), "{code}: {err}");
+    for refused in [wrong_port.as_str(), "10.88.0.250:2022"] {
+        let (code, _, err) = data::ssh(&dir, &ip, &id, &host.public_openssh, &["-W", refused], &[]);
+        assert!(code == 255 && err.contains("administratively prohibited"), "{refused}: {code}: {err}");
+    }
     let (code, _, err) = data::ssh(&dir, &ip, &id, &host.public_openssh, &[], &["true"]);
     assert_eq!(code, 255, "a session (exec) is refused: {err}");
     let log = pods.logs(&agent.metadata.name.clone().unwrap(), &LogParams::default()).await.unwrap();

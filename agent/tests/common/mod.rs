@@ -133,6 +133,13 @@ impl Lab {
             "--metrics-bind-address".into(),
             "127.0.0.1:0".into(),
         ]);
+        // The rsync pod server listens on loopback here, on a port of its own.
+        args.extend([
+            "--target-port".into(),
+            serve_addr.port().to_string(),
+            "--target-network".into(),
+            "127.0.0.0/8".into(),
+        ]);
         args.extend(options.bastion_args.iter().cloned());
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let program = if nofile.is_some() { Path::new("prlimit") } else { Path::new(AGENT) };

@@ -192,8 +192,10 @@ pub struct AgentDeployment {
     /// PriorityClass of agent pods.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub priority_class_name: Option<String>,
-    /// Run the agent container privileged. The agent does not need it; the Go operator's default of true is not kept.
-    /// Default: false.
+    /// Run the agent container privileged: every Linux capability, access to all of the node's devices, no seccomp or
+    /// AppArmor confinement, and — as Kubernetes requires for privileged containers — privilege escalation allowed.
+    /// The agent needs none of it (it only relays TCP); kept for manifests of the Go operator, whose default of true
+    /// is not kept. Default: false.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub privileged: Option<bool>,
     /// Extra environment variables of the agent container.
