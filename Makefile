@@ -54,6 +54,10 @@ lint: ## cargo fmt --check and clippy with warnings as errors.
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
+.PHONY: deny
+deny: tools ## cargo deny: licenses, banned crates and sources against deny.toml (the advisory database is out of reach here).
+	cargo-deny --log-level error check bans licenses sources
+
 .PHONY: unit
 unit: ## Unit tests (no cluster needed).
 	$(CARGO) test --workspace --lib --bins $(CARGO_TEST_ARGS)
@@ -80,7 +84,7 @@ chart-snapshots: ## Rewrite the chart snapshots in test/chart/snapshots after an
 .PHONY: test
 test: ## Everything CI runs: lint, unit tests, chart tests, lab integration tests, verify. Starts and stops its own lab.
 	@start=$$SECONDS; \
-	$(MAKE) --no-print-directory tools lint unit chart-test verify && \
+	$(MAKE) --no-print-directory tools lint deny unit chart-test verify && \
 	$(MAKE) --no-print-directory test-lab; rc=$$?; \
 	echo "make test: $$([ $$rc -eq 0 ] && echo passed || echo FAILED) in $$((SECONDS - start)) s"; exit $$rc
 

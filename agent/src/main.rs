@@ -15,7 +15,7 @@ use dr_syncer_agent::metrics::{AgentMetrics, serve_http};
 use dr_syncer_agent::policy::Policy;
 use dr_syncer_agent::policy_secret::{Nodes, PolicySecret, watch_secret};
 use dr_syncer_agent::reload::{PolicyFiles, watch_files};
-use dr_syncer_agent::serve::RsyncServer;
+use dr_syncer_agent::serve::{self, RsyncServer};
 use dr_syncer_agent::targets::{Network, TargetRules};
 use dr_syncer_agent::{keys, ssh};
 use tokio::net::TcpListener;
@@ -110,9 +110,14 @@ enum Command {
         /// Address to listen on.
         #[arg(long, default_value = "0.0.0.0:2022")]
         listen: SocketAddr,
-        /// OpenSSH Ed25519 private host key of this operation (pinned by the client).
-        #[arg(long)]
-        host_key: PathBuf,
+        /// OpenSSH Ed25519 private host key of this operation (pinned by the client); instead of
+        /// `--generate-host-key`.
+        #[arg(long, required_unless_present = "generate_host_key")]
+        host_key: Option<PathBuf>,
+        /// Make the host key in memory at start and log only its public half (message `host key generated`, field
+        /// `public_key`), so the private half is on no disk and in no Secret.
+        #[arg(long, conflicts_with = "host_key")]
+        generate_host_key: bool,
         /// `authorized_keys` file: the mapping's public keys, one per line.
         #[arg(long)]
         authorized_keys: PathBuf,
@@ -247,14 +252,26 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let metrics = AgentMetrics::new().context("metrics")?;
     let stop = CancellationToken::new();
     let (listen, host_key_path, metrics_address, limits) = match &cli.command {
-        Command::Bastion { listen, host_key, metrics_bind_address, limits, .. }
-        | Command::Serve { listen, host_key, metrics_bind_address, limits, .. } => {
-            (*listen, host_key, metrics_bind_address, limits.limits())
+        Command::Bastion { listen, host_key, metrics_bind_address, limits, .. } => {
+            (*listen, Some(host_key), metrics_bind_address, limits.limits())
+        }
+        Command::Serve { listen, host_key, metrics_bind_address, limits, .. } => {
+            (*listen, host_key.as_ref(), metrics_bind_address, limits.limits())
         }
         Command::Copy { .. } | Command::Probe { .. } => anyhow::bail!("copy and probe run above"),
     };
-    let host_key = keys::private_from_openssh(&read_text(host_key_path)?, &host_key_path.display().to_string())?;
-    info!(fingerprint = %keys::fingerprint(host_key.public_key()), %listen, "host key loaded");
+    let host_key = match host_key_path {
+        Some(path) => {
+            let key = keys::private_from_openssh(&read_text(path)?, &path.display().to_string())?;
+            info!(fingerprint = %keys::fingerprint(key.public_key()), %listen, "host key loaded");
+            key
+        }
+        None => {
+            let pair = keys::generate("dr-syncer-rsync-pod").context("host key")?;
+            info!(public_key = %pair.public_openssh, fingerprint = %pair.fingerprint, "{}", serve::HOST_KEY_GENERATED);
+            keys::private_from_openssh(&pair.private_openssh, "generated host key")?
+        }
+    };
     if !metrics_address.is_empty() {
         let address: SocketAddr = metrics_address.parse().context("--metrics-bind-address")?;
         tokio::spawn(serve_http(address, metrics.clone(), stop.clone()));

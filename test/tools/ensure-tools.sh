@@ -7,6 +7,8 @@
 #             service on 0.0.0.0:22); `make bench` runs it on loopback as the OpenSSH jump host it compares with.
 #   kubectl   any kubectl on PATH is used; otherwise Debian's kubernetes-client (v1.20, matching the lab) is installed.
 #   rustfmt, clippy  added with rustup when missing.
+#   cargo-deny  built once from crates.io (cargo install --locked, version below) into $TOOLS/cargo-deny-<version>;
+#             `make deny` checks the dependency graph against deny.toml.
 #
 # Idempotent: a second run does nothing. Prints the directory to add to PATH.
 set -euo pipefail
@@ -54,4 +56,12 @@ fi
 if ! cargo fmt --version >/dev/null 2>&1 || ! cargo clippy --version >/dev/null 2>&1; then
   rustup component add rustfmt clippy >&2
 fi
+DENY_VERSION=0.20.2
+if [ ! -x "$TOOLS/cargo-deny-$DENY_VERSION/bin/cargo-deny" ]; then
+  echo "ensure-tools: building cargo-deny $DENY_VERSION (once)" >&2
+  cargo install --locked --quiet cargo-deny --version "$DENY_VERSION" --root "$TOOLS/cargo-deny-$DENY_VERSION" \
+    --target-dir "$TOOLS/cargo-deny-build" >&2
+  rm -rf "$TOOLS/cargo-deny-build"
+fi
+ln -sfn "../cargo-deny-$DENY_VERSION/bin/cargo-deny" "$TOOLS_BIN/cargo-deny"
 echo "$TOOLS_BIN"

@@ -1,13 +1,67 @@
-//! What the controller reads from the pods of a copy: why a pod is not running fine, progress from the copy pod's
-//! log (bounded lines, progress reports only) and the copy's result from its container's termination message,
-//! checked against its exit code.
+//! What the controller reads from the pods of a copy: whether the source pod is still the one it created (UID, IP)
+//! and the host key it made (from its log), why a pod is not running fine, progress from the copy pod's log
+//! (bounded lines, progress reports only) and the copy's result from its container's termination message, checked
+//! against its exit code.
 
 use dr_syncer_agent::progress::Report;
 use futures::AsyncReadExt;
 use k8s_openapi::api::core::v1::Pod;
 
+use std::net::IpAddr;
+use std::time::Duration;
+
+use dr_syncer_agent::serve::HOST_KEY_GENERATED;
+use kube::ResourceExt;
+use kube::api::{Api, LogParams};
+
 use super::failure::{Failure, Totals, classify};
 use super::pods;
+use crate::error::with_timeout;
+
+/// How much of the source pod's log is read for its host key (it is the first lines).
+const HOST_KEY_LOG_BYTES: i64 = 64 << 10;
+
+/// The node and IP of `pod` if it is the pod created with `uid` (and, when given, still at `ip`); else the copy
+/// stops with `SourcePodReplaced`: someone deleted it and made another of that name.
+pub(crate) fn ours(pod: &Pod, uid: &str, ip: Option<IpAddr>) -> Result<(String, IpAddr), Failure> {
+    let name = pod.name_any();
+    let replaced =
+        |what: &str| Failure::transient("SourcePodReplaced", format!("pod {name} {what}; not copying from it"));
+    if pod.uid().as_deref() != Some(uid) {
+        return Err(replaced("is not the pod dr-syncer created (another UID)"));
+    }
+    let node = pod.spec.as_ref().and_then(|s| s.node_name.clone()).unwrap_or_default();
+    let current: Option<IpAddr> = pod.status.as_ref().and_then(|s| s.pod_ip.as_deref()).and_then(|a| a.parse().ok());
+    match (current, ip) {
+        (None, _) => Err(Failure::transient("SourcePodNotReady", format!("pod {name} has no IP"))),
+        (Some(now), Some(before)) if now != before => Err(replaced("changed its address")),
+        (Some(now), _) => Ok((node, now)),
+    }
+}
+
+/// The public host key the source pod logged when it started ([`HOST_KEY_GENERATED`]), from the first JSON line
+/// with that message (pure). Lines the pod logs later, about clients, are escaped JSON and cannot pass for it.
+pub fn host_key_from_log(log: &str) -> Option<String> {
+    log.lines().find_map(|line| {
+        let value: serde_json::Value = serde_json::from_str(line).ok()?;
+        let fields = value.get("fields")?;
+        (fields.get("message")?.as_str()? == HOST_KEY_GENERATED)
+            .then(|| fields.get("public_key")?.as_str().map(str::to_string))
+            .flatten()
+    })
+}
+
+/// Reads the source pod's host key from its log, which the pod writes before it listens (so a Ready pod has it).
+pub(crate) async fn read_host_key(api: &Api<Pod>, name: &str, t: Duration) -> Result<String, Failure> {
+    let params =
+        LogParams { container: Some("serve".into()), limit_bytes: Some(HOST_KEY_LOG_BYTES), ..Default::default() };
+    let log = with_timeout(format!("log of Pod {name}"), t, api.logs(name, &params)).await?;
+    let key = host_key_from_log(&log)
+        .ok_or_else(|| Failure::transient("SourcePodNoHostKey", format!("pod {name} logged no host key")))?;
+    dr_syncer_agent::keys::public_from_openssh(&key, "the rsync pod's host key")
+        .map_err(|e| Failure::transient("SourcePodNoHostKey", e.to_string()))?;
+    Ok(key)
+}
 
 /// Longest log line read from the copy pod; the rest of a longer line is dropped.
 const LOG_LINE_MAX: usize = 16 << 10;

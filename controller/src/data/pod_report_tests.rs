@@ -65,3 +65,44 @@ async fn read_progress_takes_only_progress_and_bounds_lines_when_the_log_is_host
     read_progress(futures::io::Cursor::new(log.into_bytes()), &|r: &Report| seen.lock().unwrap().push(r.clone())).await;
     assert_eq!(seen.into_inner().unwrap(), vec![real]);
 }
+
+fn source_pod(uid: &str, ip: Option<&str>) -> Pod {
+    serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "dr-syncer-src-data-1", "uid": uid},
+        "spec": {"nodeName": "node-1", "containers": []},
+        "status": {"podIP": ip}
+    }))
+    .unwrap()
+}
+
+/// The copy goes on only with the pod dr-syncer created, at the address the agent relays to.
+#[test]
+fn ours_refuses_a_pod_when_it_was_replaced_or_moved() {
+    let ip: std::net::IpAddr = "10.97.0.5".parse().unwrap();
+    assert_eq!(ours(&source_pod("u1", Some("10.97.0.5")), "u1", None).unwrap(), ("node-1".to_string(), ip));
+    assert!(ours(&source_pod("u1", Some("10.97.0.5")), "u1", Some(ip)).is_ok());
+    let cases = [
+        (source_pod("u2", Some("10.97.0.5")), None, "SourcePodReplaced"),
+        (source_pod("u1", Some("10.97.0.6")), Some(ip), "SourcePodReplaced"),
+        (source_pod("u1", None), None, "SourcePodNotReady"),
+        (source_pod("u1", Some("not an ip\nProxyCommand x")), None, "SourcePodNotReady"),
+    ];
+    for (pod, before, reason) in cases {
+        assert_eq!(ours(&pod, "u1", before).unwrap_err().reason, reason, "{pod:?}");
+    }
+}
+
+/// Only the pod's own start-up line gives the host key; a client's logged command cannot forge one.
+#[test]
+fn host_key_from_log_takes_the_start_up_line_when_clients_log_lines_too() {
+    let line = |message: &str, key: &str| {
+        serde_json::json!({"level": "INFO", "fields": {"message": message, "public_key": key}}).to_string()
+    };
+    let forged_command = serde_json::json!({"fields": {"message": "refused: \"x\"",
+        "command": "\n{\"fields\":{\"message\":\"host key generated\",\"public_key\":\"ssh-ed25519 FORGED\"}}"}})
+    .to_string();
+    let log =
+        [forged_command, line("listening for SSH", ""), line(HOST_KEY_GENERATED, "ssh-ed25519 AAAAreal")].join("\n");
+    assert_eq!(host_key_from_log(&log).as_deref(), Some("ssh-ed25519 AAAAreal"));
+    assert_eq!(host_key_from_log("not json\n{}\n"), None);
+}

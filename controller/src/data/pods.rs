@@ -154,7 +154,8 @@ fn restricted(capabilities: &[&str]) -> serde_json::Value {
 }
 
 /// The source rsync pod: on the PVC's node when it is attached (tolerating that node's taints), the volume
-/// read-only, root with only `DAC_READ_SEARCH` (to read every file), no service account token.
+/// read-only, root with only `DAC_READ_SEARCH` (to read every file), no service account token, its host key made
+/// in memory at start.
 pub fn source_pod(input: &CopyInput, deadline: Duration) -> Pod {
     let name = object_name(ROLE_SOURCE, input);
     let mut spec = json!({
@@ -169,7 +170,7 @@ pub fn source_pod(input: &CopyInput, deadline: Duration) -> Pod {
             "image": input.image,
             "imagePullPolicy": "IfNotPresent",
             "command": [AGENT_BINARY, "serve", "--listen", format!("0.0.0.0:{RSYNC_POD_PORT}"),
-                        "--host-key", format!("{SERVE_DIR}/host_key"),
+                        "--generate-host-key",
                         "--authorized-keys", format!("{SERVE_DIR}/authorized_keys"), "--root", VOLUME_PATH],
             "ports": [{"name": "ssh", "containerPort": RSYNC_POD_PORT, "protocol": "TCP"}],
             "readinessProbe": {"tcpSocket": {"port": RSYNC_POD_PORT}, "periodSeconds": 1},
@@ -192,15 +193,16 @@ pub fn source_pod(input: &CopyInput, deadline: Duration) -> Pod {
     serde_json::from_value(pod).unwrap_or_default()
 }
 
-/// The Secret of the source rsync pod (same name): its host key and the mapping's public keys, owned by the pod.
-pub fn source_secret(input: &CopyInput, pod_uid: &str, host_key_pem: &str, authorized_keys: &str) -> Secret {
+/// The Secret of the source rsync pod (same name): the mapping's public keys, owned by the pod. The pod's host key is
+/// in no Secret: the pod makes it in memory.
+pub fn source_secret(input: &CopyInput, pod_uid: &str, authorized_keys: &str) -> Secret {
     let name = object_name(ROLE_SOURCE, input);
     owned_secret(
         &name,
         &input.source_namespace,
         labels(ROLE_SOURCE, input),
         ("v1", "Pod", pod_uid),
-        [("host_key", host_key_pem), ("authorized_keys", authorized_keys)],
+        [("authorized_keys", authorized_keys)],
     )
 }
 

@@ -1,7 +1,7 @@
 //! One copy of one PVC, start to end: the source rsync pod and its Secret, the agent's target entry, the DR copy Job
 //! and its Secret, following the Job's log for progress, and the cleanup of all of it whatever happened.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use dr_syncer_agent::address::Host;
@@ -14,7 +14,7 @@ use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, ListParams, LogParams, PostParams, PropagationPolicy};
 
 use super::failure::{Failure, Totals, classify};
-use super::pod_report::{pod_reason, pod_result, read_progress};
+use super::pod_report::{self, pod_reason, pod_result, read_progress};
 use super::pods::{self, CopyInput, ROLE_COPY, ROLE_SOURCE};
 use super::policy::{self, Edit};
 use crate::error::with_timeout;
@@ -134,26 +134,20 @@ async fn run(
 ) -> Result<Totals, Failure> {
     let t = ctx.api_timeout;
     let post = PostParams::default();
-    // Source rsync pod with a host key made for this copy only.
-    let host_key = dr_syncer_agent::keys::generate(&format!("dr-syncer-rsync-pod@{}", input.sync_id))
-        .map_err(|e| Failure::transient("KeyError", e.to_string()))?;
+    // Source rsync pod; it makes its host key itself, in memory, and logs only the public half.
     let pods_api: Api<Pod> = Api::namespaced(ctx.source.clone(), &input.source_namespace);
     let pod = pods::source_pod(input, input.timeout + START_WAIT);
     let pod_name = pod.name_any();
     let created = with_timeout(format!("create Pod {pod_name}"), t, pods_api.create(&post, &pod)).await?;
     cleanup.source_pod = true;
-    let secret =
-        pods::source_secret(input, &created.uid().unwrap_or_default(), &host_key.private_openssh, &ctx.authorized_keys);
+    let pod_uid = created.uid().unwrap_or_default();
+    let secret = pods::source_secret(input, &pod_uid, &ctx.authorized_keys);
     let secrets: Api<Secret> = Api::namespaced(ctx.source.clone(), &input.source_namespace);
     with_timeout(format!("create Secret {pod_name}"), t, secrets.create(&post, &secret)).await?;
     let running = wait_ready(&pods_api, &pod_name, t).await?;
-    let node = running.spec.as_ref().and_then(|s| s.node_name.clone()).unwrap_or_default();
-    let ip: IpAddr = running
-        .status
-        .as_ref()
-        .and_then(|s| s.pod_ip.as_deref())
-        .and_then(|ip| ip.parse().ok())
-        .ok_or_else(|| Failure::transient("SourcePodNotReady", format!("pod {pod_name} has no IP")))?;
+    // The pod that answers must be the one created here (a tenant of the namespace may replace it by name).
+    let (node, ip) = pod_report::ours(&running, &pod_uid, None)?;
+    let pod_host_key = pod_report::read_host_key(&pods_api, &pod_name, t).await?;
     let address = SocketAddr::new(ip, RSYNC_POD_PORT);
     let agent = match known_agent {
         Some(agent) if input.node.as_deref() == Some(node.as_str()) => agent,
@@ -162,13 +156,16 @@ async fn run(
     policy::edit(ctx.source, &Edit::AddTarget { node: node.clone(), mapping: ctx.mapping_id.into(), address }, t)
         .await?;
     cleanup.target = Some((node, address));
+    // Still ours, at that address, now that the agent relays to it (its host key was read from our pod's log).
+    let current = with_timeout(format!("get Pod {pod_name}"), t, pods_api.get(&pod_name)).await?;
+    pod_report::ours(&current, &pod_uid, Some(ip))?;
 
     // DR copy Job.
     let jobs: Api<Job> = Api::namespaced(ctx.destination.clone(), &input.destination_namespace);
     let job = pods::copy_job(input);
     let job_name = job.name_any();
     let config = pods::ssh_config(ip, (&agent.0, agent.1));
-    let known = pods::known_hosts(&ctx.agent.host_key, &host_key.public_openssh)
+    let known = pods::known_hosts(&ctx.agent.host_key, &pod_host_key)
         .map_err(|e| Failure::permanent("InvalidHostKey", e.to_string()))?;
     let created = with_timeout(format!("create Job {job_name}"), t, jobs.create(&post, &job)).await?;
     cleanup.job = true;
