@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use jiff::Timestamp;
-use russh::keys::PublicKey;
+use russh::keys::{Certificate, PublicKey};
 use russh::server::{Auth, ChannelOpenHandle, Msg, PublicKeyOffer, Session, VerifiedPublicKey};
 use russh::{Channel, ChannelOpenFailure};
 use tokio::net::TcpStream;
@@ -17,7 +17,7 @@ use tracing::{debug, info, warn};
 
 use crate::listen::{Gate, Service};
 use crate::metrics::AgentMetrics;
-use crate::policy::{Identity, Policy, Refusal};
+use crate::policy::{Credential, Identity, Policy, Refusal};
 use crate::targets::TargetRules;
 
 /// Time allowed to connect to an rsync pod.
@@ -51,7 +51,7 @@ pub struct Connection {
     policy: watch::Receiver<Arc<Policy>>,
     metrics: AgentMetrics,
     /// The mapping and key the client authenticated as.
-    identity: Option<(Identity, PublicKey)>,
+    identity: Option<(Identity, Credential)>,
     gate: Gate,
     rules: Arc<TargetRules>,
 }
@@ -68,8 +68,31 @@ impl Connection {
         warn!(peer = %self.peer, %fingerprint, mapping, reason = refusal.reason(), "refused: {refusal}");
     }
 
-    fn identify(&self, key: &PublicKey) -> Result<Identity, Refusal> {
-        self.policy.borrow().identify(key, Timestamp::now())
+    fn identify(&self, credential: &Credential) -> Result<Identity, Refusal> {
+        self.policy.borrow().identify_credential(credential, Timestamp::now())
+    }
+
+    /// Accepts `credential` if the policy names its mapping; the connection is then watched for revocation.
+    fn authenticate(&mut self, user: &str, credential: Credential, key: &PublicKey) -> Auth {
+        match self.identify(&credential) {
+            Ok(identity) => {
+                info!(peer = %self.peer, user, fingerprint = %identity.fingerprint, mapping = %identity.mapping, "authenticated");
+                self.gate.authenticated();
+                let watch = revoke_when_refused(
+                    self.policy.clone(),
+                    credential.clone(),
+                    self.gate.clone(),
+                    self.metrics.clone(),
+                );
+                tokio::spawn(watch);
+                self.identity = Some((identity, credential));
+                Auth::Accept
+            }
+            Err(refusal) => {
+                self.refuse(&refusal, Some(key));
+                Auth::reject()
+            }
+        }
     }
 }
 
@@ -77,35 +100,19 @@ impl russh::server::Handler for Connection {
     type Error = russh::Error;
 
     async fn auth_publickey_offered(&mut self, _user: &str, offer: PublicKeyOffer<'_>) -> Result<Auth, Self::Error> {
-        // Only keys of some mapping are worth a signature; the verdict is repeated after the signature check.
-        Ok(match self.identify(offer.public_key) {
-            Ok(_) => Auth::Accept,
-            Err(refusal) => {
-                self.refuse(&refusal, Some(offer.public_key));
-                Auth::reject()
-            }
-        })
+        // A certificate is offered with its inner key, which no policy lists: every key is worth a signature, and
+        // the verdict comes after it (`auth_publickey`, `auth_openssh_certificate`), refusals logged there.
+        let _ = offer;
+        Ok(Auth::Accept)
     }
 
     async fn auth_publickey(&mut self, user: &str, key: VerifiedPublicKey<'_>) -> Result<Auth, Self::Error> {
-        match self.identify(key.public_key) {
-            Ok(identity) => {
-                info!(peer = %self.peer, user, fingerprint = %identity.fingerprint, mapping = %identity.mapping, "authenticated");
-                self.gate.authenticated();
-                tokio::spawn(revoke_when_refused(
-                    self.policy.clone(),
-                    key.public_key.clone(),
-                    self.gate.clone(),
-                    self.metrics.clone(),
-                ));
-                self.identity = Some((identity, key.public_key.clone()));
-                Ok(Auth::Accept)
-            }
-            Err(refusal) => {
-                self.refuse(&refusal, Some(key.public_key));
-                Ok(Auth::reject())
-            }
-        }
+        Ok(self.authenticate(user, Credential::Key(key.public_key.clone()), key.public_key))
+    }
+
+    async fn auth_openssh_certificate(&mut self, user: &str, certificate: &Certificate) -> Result<Auth, Self::Error> {
+        let key = PublicKey::new(certificate.public_key().clone(), "");
+        Ok(self.authenticate(user, Credential::Certificate(Box::new(certificate.clone())), &key))
     }
 
     async fn channel_open_session(
@@ -132,9 +139,9 @@ impl russh::server::Handler for Connection {
         // The key is checked again at every channel: one removed from the policy, or past its notAfter, opens
         // nothing more even on a connection that authenticated before.
         let decision = match &self.identity {
-            Some((_, key)) => {
+            Some((_, credential)) => {
                 let policy = self.policy.borrow().clone();
-                let identity = policy.identify(key, Timestamp::now());
+                let identity = policy.identify_credential(credential, Timestamp::now());
                 let address = identity.and_then(|identity| policy.target(&identity, host, port));
                 address.and_then(|address| self.rules.check(address).map(|()| address))
             }
@@ -204,22 +211,23 @@ impl russh::server::Handler for Connection {
     }
 }
 
-/// Watches the policy for as long as the connection lives and cuts it (every relay on it too) once `key` is
-/// refused: removed from the authorized set, or past its `notAfter`.
+/// Watches the policy for as long as the connection lives and cuts it (every relay on it too) once its credential
+/// is refused: a key removed from the authorized set or past its `notAfter`, a certificate whose authority went or
+/// whose validity ended.
 async fn revoke_when_refused(
     mut policy: watch::Receiver<Arc<Policy>>,
-    key: PublicKey,
+    credential: Credential,
     gate: Gate,
     metrics: AgentMetrics,
 ) {
     loop {
         let now = Timestamp::now();
-        let verdict = policy.borrow_and_update().identify(&key, now);
+        let verdict = policy.borrow_and_update().identify_credential(&credential, now);
         let identity = match verdict {
             Ok(identity) => identity,
             Err(refusal) => {
                 metrics.refusals.with_label_values(&[refusal.reason()]).inc();
-                warn!(fingerprint = %crate::keys::fingerprint(&key), reason = refusal.reason(), "closing a connection whose key is refused now: {refusal}");
+                warn!(reason = refusal.reason(), "closing a connection whose key is refused now: {refusal}");
                 gate.cut();
                 return;
             }

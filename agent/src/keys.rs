@@ -1,7 +1,7 @@
 //! Ed25519 SSH keys: generation, OpenSSH encoding and SHA-256 fingerprints. The controller and the agent share this
 //! module, so both sides agree on formats. A private key never appears in `Debug` output.
 
-use russh::keys::ssh_key::{HashAlg, LineEnding};
+use russh::keys::ssh_key::{HashAlg, LineEnding, certificate};
 use russh::keys::{Algorithm, PrivateKey, PublicKey};
 use zeroize::Zeroizing;
 
@@ -67,6 +67,29 @@ pub fn pair(key: &PrivateKey, what: &str) -> Result<KeyPair, Error> {
     })
 }
 
+/// An OpenSSH user certificate for `key`, signed by `authority`: `key_id` names it in logs, `principals` are the
+/// `ip:port` targets it may reach, valid from `valid_after` to `valid_before` (Unix seconds). Returns the
+/// `ssh-ed25519-cert-v01@openssh.com AAAA…` line an OpenSSH client reads with `CertificateFile`.
+pub fn certify(
+    authority: &PrivateKey,
+    key: &PublicKey,
+    key_id: &str,
+    principals: &[String],
+    validity: (u64, u64),
+) -> Result<String, Error> {
+    let error = |source| Error::Key { what: format!("certificate {key_id}"), source };
+    let mut builder =
+        certificate::Builder::new_with_random_nonce(&mut rand::rng(), key.key_data().clone(), validity.0, validity.1)
+            .map_err(error)?;
+    builder.cert_type(certificate::CertType::User).map_err(error)?;
+    builder.key_id(key_id).map_err(error)?;
+    for principal in principals {
+        builder.valid_principal(principal.as_str()).map_err(error)?;
+    }
+    let signed = builder.sign(authority).map_err(error)?;
+    signed.to_openssh().map_err(error)
+}
+
 /// Whether two public keys are the same key (comments ignored).
 pub fn same_key(a: &PublicKey, b: &PublicKey) -> bool {
     a.key_data() == b.key_data()
@@ -114,6 +137,22 @@ mod tests {
         for bad in [format!("{key}\nssh-ed25519 AAAA"), format!("{key}\rx"), key.replace(' ', "\t")] {
             assert_eq!(public_from_openssh(&bad, "x").unwrap_err().reason(), "InvalidKey", "{bad:?}");
         }
+    }
+
+    #[test]
+    fn certify_signs_a_user_certificate_for_the_named_targets_when_asked() {
+        let authority = private_from_openssh(&generate("ca").unwrap().private_openssh, "ca").unwrap();
+        let client = generate("copy").unwrap();
+        let public = public_from_openssh(&client.public_openssh, "copy").unwrap();
+        let text = certify(&authority, &public, "m:abc", &["10.97.0.5:2022".to_string()], (100, 200)).unwrap();
+        assert!(text.starts_with("ssh-ed25519-cert-v01@openssh.com "), "{text}");
+        let cert = russh::keys::Certificate::from_openssh(&text).unwrap();
+        let ca = authority.public_key().fingerprint(HashAlg::Sha256);
+        assert!(cert.validate_at(150, [&ca]).is_ok());
+        assert!(cert.validate_at(250, [&ca]).is_err());
+        assert_eq!(cert.valid_principals(), ["10.97.0.5:2022"]);
+        assert_eq!(cert.key_id(), "m:abc");
+        assert!(same_key(&russh::keys::PublicKey::new(cert.public_key().clone(), ""), &public));
     }
 
     #[test]

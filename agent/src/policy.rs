@@ -7,7 +7,9 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
 
 use jiff::Timestamp;
-use russh::keys::PublicKey;
+use russh::keys::ssh_key::HashAlg;
+use russh::keys::ssh_key::certificate::CertType;
+use russh::keys::{Certificate, PublicKey};
 use serde::{Deserialize, Serialize};
 
 use crate::error::Error;
@@ -39,17 +41,30 @@ pub struct AuthorizedKey {
     /// RFC 3339 time after which the key is refused even if still listed (a retired key's end of overlap).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub not_after: Option<String>,
+    /// The key is the mapping's certificate authority: it is never accepted as a client key itself, only the
+    /// certificates it signed are, each for the `ip:port` targets its principals name and within its validity.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub certificate_authority: bool,
 }
 
 impl AuthorizedSet {
     /// Adds `public_key` (an `authorized_keys` line) to `mapping`'s keys, refused after `not_after` (RFC 3339) if
     /// given.
     pub fn add(&mut self, mapping: &str, public_key: &str, not_after: Option<&str>) {
-        self.mappings
-            .entry(mapping.to_string())
-            .or_default()
-            .keys
-            .push(AuthorizedKey { public_key: public_key.to_string(), not_after: not_after.map(str::to_string) });
+        self.mappings.entry(mapping.to_string()).or_default().keys.push(AuthorizedKey {
+            public_key: public_key.to_string(),
+            not_after: not_after.map(str::to_string),
+            ..Default::default()
+        });
+    }
+
+    /// Adds `public_key` as `mapping`'s certificate authority, refused after `not_after` (RFC 3339) if given.
+    pub fn add_authority(&mut self, mapping: &str, public_key: &str, not_after: Option<&str>) {
+        self.mappings.entry(mapping.to_string()).or_default().keys.push(AuthorizedKey {
+            public_key: public_key.to_string(),
+            not_after: not_after.map(str::to_string),
+            certificate_authority: true,
+        });
     }
 }
 
@@ -69,6 +84,16 @@ struct Accepted {
     mapping: String,
     fingerprint: String,
     not_after: Option<Timestamp>,
+    authority: bool,
+}
+
+/// What a client authenticated with: a listed key, or a certificate signed by a listed certificate authority.
+#[derive(Clone, Debug)]
+pub enum Credential {
+    /// A plain public key.
+    Key(PublicKey),
+    /// An OpenSSH user certificate (its key's possession proven by the client).
+    Certificate(Box<Certificate>),
 }
 
 /// The parsed authorized set and targets the bastion decides with.
@@ -87,6 +112,8 @@ pub struct Identity {
     pub fingerprint: String,
     /// When the key stops being accepted, if it has an end.
     pub not_after: Option<Timestamp>,
+    /// With a certificate: the only targets it may reach (its principals); `None` for a plain key.
+    pub targets: Option<HashSet<SocketAddr>>,
 }
 
 /// Why a key or a target was refused (the `reason` label of the refusals metric).
@@ -98,6 +125,13 @@ pub enum Refusal {
     /// The key is listed but past its `notAfter`.
     #[error("key retired")]
     KeyRetired,
+    /// A certificate signed by no mapping's certificate authority.
+    #[error("certificate of an unknown authority")]
+    UnknownAuthority,
+    /// A certificate outside its validity, of the wrong type, with critical options or principals that are not
+    /// `ip:port` targets.
+    #[error("certificate not accepted: {0}")]
+    CertificateInvalid(&'static str),
     /// The connection asked for something before authenticating.
     #[error("not authenticated")]
     NotAuthenticated,
@@ -118,6 +152,8 @@ impl Refusal {
         match self {
             Refusal::UnknownKey => "UnknownKey",
             Refusal::KeyRetired => "KeyRetired",
+            Refusal::UnknownAuthority => "UnknownAuthority",
+            Refusal::CertificateInvalid(_) => "CertificateInvalid",
             Refusal::NotAuthenticated => "NotAuthenticated",
             Refusal::NotAnAddress(_) => "TargetNotAnAddress",
             Refusal::NotAllowedTarget(_) => "TargetNotAllowed",
@@ -143,16 +179,26 @@ impl Policy {
                     None => None,
                 };
                 let fingerprint = keys::fingerprint(&key);
-                keys.push(Accepted { key, mapping: mapping.clone(), fingerprint, not_after });
+                let authority = entry.certificate_authority;
+                keys.push(Accepted { key, mapping: mapping.clone(), fingerprint, not_after, authority });
             }
         }
         let targets = targets.targets.iter().map(|(m, addrs)| (m.clone(), addrs.iter().copied().collect())).collect();
         Ok(Policy { keys, targets })
     }
 
-    /// Which mapping `key` belongs to, at time `now`.
+    /// Which mapping a credential belongs to, at time `now`.
+    pub fn identify_credential(&self, credential: &Credential, now: Timestamp) -> Result<Identity, Refusal> {
+        match credential {
+            Credential::Key(key) => self.identify(key, now),
+            Credential::Certificate(certificate) => self.identify_certificate(certificate, now),
+        }
+    }
+
+    /// Which mapping `key` belongs to, at time `now` (certificate authorities are never client keys).
     pub fn identify(&self, key: &PublicKey, now: Timestamp) -> Result<Identity, Refusal> {
-        let accepted = self.keys.iter().find(|a| keys::same_key(&a.key, key)).ok_or(Refusal::UnknownKey)?;
+        let accepted =
+            self.keys.iter().find(|a| !a.authority && keys::same_key(&a.key, key)).ok_or(Refusal::UnknownKey)?;
         if accepted.not_after.is_some_and(|end| now > end) {
             return Err(Refusal::KeyRetired);
         }
@@ -160,6 +206,50 @@ impl Policy {
             mapping: accepted.mapping.clone(),
             fingerprint: accepted.fingerprint.clone(),
             not_after: accepted.not_after,
+            targets: None,
+        })
+    }
+
+    /// Which mapping `certificate` belongs to at time `now`: signed by that mapping's certificate authority (not
+    /// past its `notAfter`), a user certificate within its validity, without critical options, whose principals are
+    /// the `ip:port` targets it may reach.
+    pub fn identify_certificate(&self, certificate: &Certificate, now: Timestamp) -> Result<Identity, Refusal> {
+        let authority = self
+            .keys
+            .iter()
+            .find(|a| a.authority && a.key.key_data() == certificate.signature_key())
+            .ok_or(Refusal::UnknownAuthority)?;
+        if authority.not_after.is_some_and(|end| now > end) {
+            return Err(Refusal::KeyRetired);
+        }
+        let unix = u64::try_from(now.as_second()).unwrap_or(0);
+        let trusted = authority.key.fingerprint(HashAlg::Sha256);
+        certificate.validate_at(unix, [&trusted]).map_err(|_| Refusal::CertificateInvalid("signature or validity"))?;
+        if certificate.cert_type() != CertType::User {
+            return Err(Refusal::CertificateInvalid("not a user certificate"));
+        }
+        if !certificate.critical_options().is_empty() {
+            return Err(Refusal::CertificateInvalid("critical options"));
+        }
+        let targets = certificate
+            .valid_principals()
+            .iter()
+            .map(|p| p.parse::<SocketAddr>())
+            .collect::<Result<HashSet<_>, _>>()
+            .ok()
+            .filter(|t| !t.is_empty())
+            .ok_or(Refusal::CertificateInvalid("principals are not ip:port targets"))?;
+        let valid_before = i64::try_from(certificate.valid_before()).ok().and_then(|s| Timestamp::from_second(s).ok());
+        let not_after = match (authority.not_after, valid_before) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        let key = PublicKey::new(certificate.public_key().clone(), "");
+        Ok(Identity {
+            mapping: authority.mapping.clone(),
+            fingerprint: format!("{} (certificate {:?})", keys::fingerprint(&key), certificate.key_id()),
+            not_after,
+            targets: Some(targets),
         })
     }
 
@@ -168,8 +258,9 @@ impl Policy {
         let ip: IpAddr = host.parse().map_err(|_| Refusal::NotAnAddress(host.to_string()))?;
         let port = u16::try_from(port).map_err(|_| Refusal::NotAllowedTarget(format!("{host}:{port}")))?;
         let address = SocketAddr::new(ip, port);
+        let certified = identity.targets.as_ref().is_none_or(|own| own.contains(&address));
         match self.targets.get(&identity.mapping) {
-            Some(allowed) if allowed.contains(&address) => Ok(address),
+            Some(allowed) if allowed.contains(&address) && certified => Ok(address),
             _ => Err(Refusal::NotAllowedTarget(address.to_string())),
         }
     }

@@ -66,7 +66,7 @@ fn target_allows_only_the_mappings_own_pods() {
     let policy =
         Policy::new(&AuthorizedSet::default(), &targets(&[("shop", "10.97.0.5:2022"), ("db", "10.97.0.6:2022")]))
             .unwrap();
-    let shop = Identity { mapping: "shop".into(), fingerprint: "SHA256:x".into(), not_after: None };
+    let shop = Identity { mapping: "shop".into(), fingerprint: "SHA256:x".into(), not_after: None, targets: None };
     assert_eq!(policy.target(&shop, "10.97.0.5", 2022), Ok("10.97.0.5:2022".parse().unwrap()));
     let refused: &[(&str, u32, &str)] = &[
         ("10.97.0.6", 2022, "TargetNotAllowed"),
@@ -80,7 +80,7 @@ fn target_allows_only_the_mappings_own_pods() {
     for (host, port, reason) in refused {
         assert_eq!(policy.target(&shop, host, *port).unwrap_err().reason(), *reason, "{host}:{port}");
     }
-    let unknown = Identity { mapping: "other".into(), fingerprint: "SHA256:y".into(), not_after: None };
+    let unknown = Identity { mapping: "other".into(), fingerprint: "SHA256:y".into(), not_after: None, targets: None };
     assert!(policy.target(&unknown, "10.97.0.5", 2022).is_err());
 }
 

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::Arc;
 
-use russh::keys::PublicKey;
+use russh::keys::{Certificate, PublicKey};
 use russh::server::{Auth, ChannelOpenHandle, Msg, PublicKeyOffer, Session, VerifiedPublicKey};
 use russh::{Channel, ChannelId, ChannelOpenFailure};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -107,6 +107,11 @@ impl russh::server::Handler for RsyncSession {
 
     async fn auth_publickey(&mut self, _user: &str, key: VerifiedPublicKey<'_>) -> Result<Auth, Self::Error> {
         Ok(self.check_key(key.public_key, true))
+    }
+
+    async fn auth_openssh_certificate(&mut self, _user: &str, certificate: &Certificate) -> Result<Auth, Self::Error> {
+        // The copy's client presents its certificate first; what counts here is its key, one of this copy's.
+        Ok(self.check_key(&PublicKey::new(certificate.public_key().clone(), ""), true))
     }
 
     async fn channel_open_session(

@@ -240,6 +240,30 @@ impl Lab {
         write_authorized(&self.dir.join("authorized.json"), entries);
     }
 
+    /// Replaces the bastion's authorized set with `set`.
+    pub fn authorize_set(&self, set: &AuthorizedSet) {
+        write_json(&self.dir.join("authorized.json"), set);
+    }
+
+    /// Replaces the bastion's target set with `set`.
+    pub fn set_targets(&self, set: &TargetSet) {
+        write_json(&self.dir.join("targets.json"), set);
+    }
+
+    /// An OpenSSH client configuration like the others', for identity `name` (a private key file in the lab's
+    /// directory) and its certificate `name-cert.pub`; returns its path.
+    pub fn certificate_config(&self, name: &str) -> PathBuf {
+        let plain = std::fs::read_to_string(self.config("shop")).unwrap();
+        let identity = self.dir.join(name);
+        let text = plain.replace(
+            &format!("IdentityFile {}", self.dir.join("id_shop").display()),
+            &format!("IdentityFile {}\n  CertificateFile {}-cert.pub", identity.display(), identity.display()),
+        );
+        let path = self.dir.join(format!("ssh_config.{name}"));
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
     /// The bastion's `/metrics` text.
     pub fn metrics_text(&self) -> String {
         let mut stream = TcpStream::connect(self.metrics).unwrap();
@@ -298,9 +322,13 @@ fn write_authorized(path: &Path, entries: &[(&str, &str, Option<&str>)]) {
     for (mapping, key, not_after) in entries {
         set.add(mapping, key, *not_after);
     }
-    // Written next to it and renamed, as the kubelet swaps a Secret volume's files.
+    write_json(path, &set);
+}
+
+/// Written next to it and renamed, as the kubelet swaps a Secret volume's files.
+fn write_json(path: &Path, value: &impl serde::Serialize) {
     let temporary = path.with_extension("new");
-    std::fs::write(&temporary, serde_json::to_vec(&set).unwrap()).unwrap();
+    std::fs::write(&temporary, serde_json::to_vec(value).unwrap()).unwrap();
     std::fs::rename(&temporary, path).unwrap();
 }
 
