@@ -1,8 +1,9 @@
 //! PVC data replication end to end on the two-node lab: the controller copies a volume tree (hard links, symlinks,
 //! a sparse file, xattrs, owners, modes, a large file, hostile file names) from a source PVC to its DR PVC with the
 //! real rsync and OpenSSH client through the source agent; the copy is byte- and attribute-identical, an
-//! incremental change converges, a key rotation in the middle of a copy does not break it and the retired key is
-//! refused afterwards, the mapping's key reaches nothing but its own rsync pods, and deleting the mapping revokes it.
+//! incremental change converges, a rotation of the mapping's certificate authority in the middle of a copy does not
+//! break it, the copy's own credential reaches nothing but its rsync pod and opens nothing once the copy ended, no
+//! long-lived key is left in the DR namespace, and deleting the mapping revokes the authority.
 //! The ClusterMapping's SSH handshake with the source agent, from a pod in the DR cluster, succeeds with the pinned
 //! host key.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -22,11 +23,24 @@ use kube::Api;
 use kube::api::{DeleteParams, Patch, PatchParams};
 use serde_json::json;
 
-/// Reads the mapping's current private client key from its Secret in the DR namespace.
-async fn mapping_key(env: &Env, namespace: &str, mapping: &str) -> String {
+/// The credential of the copy running in DR namespace `namespace`, taken from its Job's Secret: the key written to
+/// `dir` (with its certificate beside it, where OpenSSH finds it) and its rsync pod's address.
+async fn copy_credential(env: &Env, namespace: &str, dir: &std::path::Path) -> (std::path::PathBuf, String) {
     let secrets: Api<Secret> = Api::namespaced(env.dr_client.clone(), namespace);
-    let secret = secrets.get(&format!("dr-syncer-ssh-{mapping}")).await.unwrap();
-    String::from_utf8(secret.data.unwrap()["id_ed25519"].0.clone()).unwrap()
+    let params = kube::api::ListParams::default().labels("dr-syncer.io/data-role=copy");
+    let data = eventually_async("the copy Job's Secret", DATA_WAIT, || async {
+        let list = secrets.list(&params).await.map_err(|e| e.to_string())?;
+        let data = list.items.into_iter().find_map(|s| s.data).ok_or("no copy Secret yet")?;
+        if data.contains_key("id_ed25519-cert.pub") { Ok(data) } else { Err(format!("{:?}", data.keys())) }
+    })
+    .await;
+    let text = |key: &str| String::from_utf8(data[key].0.clone()).unwrap();
+    let key = data::identity_file(dir, "copy-key", &text("id_ed25519"));
+    std::fs::write(dir.join("copy-key-cert.pub"), text("id_ed25519-cert.pub")).unwrap();
+    // The rsync pod's address is the first HostName of the copy's ssh configuration.
+    let config = text("config");
+    let pod_ip = config.lines().find_map(|l| l.trim().strip_prefix("HostName ")).unwrap().to_string();
+    (key, format!("{pod_ip}:2022"))
 }
 
 fn write_random(path: &std::path::Path, mib: usize) {
@@ -98,30 +112,19 @@ async fn pvc_data_is_copied_through_the_agent_verified_rotated_and_revoked() {
     promtool_check(&metrics).unwrap();
     data::wait_clean(&env, src.name(), &dst).await;
 
-    // The mapping's own key: authenticates, but reaches neither a shell, nor the API server, nor another
-    // mapping's rsync pod; a key nobody authorized does not authenticate.
+    // Nothing a tenant of the DR namespace could read holds a key of the mapping between copies.
+    let dr_secrets: Api<Secret> = Api::namespaced(env.dr_client.clone(), &dst);
+    assert!(dr_secrets.get_opt("dr-syncer-ssh-m").await.unwrap().is_none(), "no long-lived key in the DR namespace");
     let dir = std::env::temp_dir().join(unique_name("lab-data-ssh"));
     std::fs::create_dir_all(&dir).unwrap();
-    let key = data::identity_file(&dir, "mapping", &mapping_key(&env, &dst, "m").await);
     let (node, ip) = agents.node.clone();
     let agent_pod = data::agent_pods(&env.source_client).await.remove(0);
     let agent_ip = agent_pod.status.unwrap().pod_ip.unwrap();
-    let foreign = format!("{agent_ip}:2222");
+    let foreign = format!("{agent_ip}:2022");
     let policy: Api<Secret> = Api::namespaced(env.source_client.clone(), AGENT_NAMESPACE);
-    let targets = json!({"targets": {format!("{}/someone-else", env.ctl.name()): [foreign]}}).to_string();
-    let patch = json!({"stringData": {policy_targets_key(&node): targets}});
-    policy.patch(AGENT_POLICY_SECRET, &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap();
-    let (code, _, err) = data::ssh(&dir, &ip, &key, &agents.host_public, &[], &["sh", "-c", "id"]);
-    assert!(code == 255 && !err.contains("Permission denied"), "a shell is refused after authentication: {code} {err}");
-    for target in [foreign.as_str(), "10.96.0.1:443", "10.250.0.1:6443"] {
-        let (code, out, err) = data::ssh(&dir, &ip, &key, &agents.host_public, &["-W", target], &[]);
-        assert!(code == 255 && err.contains("administratively prohibited") && out.is_empty(), "{target}: {code} {err}");
-    }
     let stranger = data::stranger_key(&dir, "stranger");
     let (code, _, err) = data::ssh(&dir, &ip, &stranger, &agents.host_public, &["-W", &foreign], &[]);
     assert!(code == 255 && err.contains("Permission denied (publickey)"), "{code}: {err}");
-    let patch = json!({"stringData": {policy_targets_key(&node): "{}"}});
-    policy.patch(AGENT_POLICY_SECRET, &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap();
 
     // An incremental change (edits, deletes, renames, new files) converges; a PVC deleted in the source leaves
     // status.dataSync and takes its recovery-point series with it.
@@ -154,40 +157,51 @@ async fn pvc_data_is_copied_through_the_agent_verified_rotated_and_revoked() {
         p.phase == PvcDataPhase::Running && p.progress.as_ref().is_some_and(|g| g.bytes > 0)
     })
     .await;
+    // The running copy's credential (from its Job's Secret) reaches its own rsync pod and nothing else: no shell,
+    // not another mapping's target, not the Kubernetes Service, not the API server.
+    let (credential, own) = copy_credential(&env, &dst, &dir).await;
+    let (code, out, err) = data::ssh(&dir, &ip, &credential, &agents.host_public, &["-W", &own], &[]);
+    assert!(out.starts_with("SSH-2.0-"), "the copy's credential reaches its pod: {code} {err}");
+    let targets = json!({"targets": {format!("{}/someone-else", env.ctl.name()): [foreign.clone()]}}).to_string();
+    let patch = json!({"stringData": {policy_targets_key(&node): targets}});
+    policy.patch(AGENT_POLICY_SECRET, &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap();
+    let (code, _, err) = data::ssh(&dir, &ip, &credential, &agents.host_public, &[], &["sh", "-c", "id"]);
+    assert!(code == 255 && !err.contains("Permission denied"), "a shell is refused after authentication: {code} {err}");
+    for target in [foreign.as_str(), "10.96.0.1:443", "10.250.0.1:6443"] {
+        let (code, out, err) = data::ssh(&dir, &ip, &credential, &agents.host_public, &["-W", target], &[]);
+        assert!(code == 255 && err.contains("administratively prohibited") && out.is_empty(), "{target}: {code} {err}");
+    }
+    let patch = json!({"stringData": {policy_targets_key(&node): "{}"}});
+    policy.patch(AGENT_POLICY_SECRET, &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap();
+
     let patch = json!({"metadata": {"annotations": {ANNOTATION_ROTATE_SSH_KEY: "now"}}});
     env.mappings().patch("m", &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap();
     let rotated = data::wait_copied(&env, "m", "data", t2).await;
     assert_eq!(rotated.attempts, 1, "the rotation did not break the copy: {rotated:?}");
     tree::assert_same(&volume, &dest);
-    let key_status = eventually_async("generation 2, old key dropped", DATA_WAIT, || async {
+    let key_status = eventually_async("generation 2, old authority dropped", DATA_WAIT, || async {
         let nm = env.mappings().get("m").await.map_err(|e| e.to_string())?;
         let key = nm.status.and_then(|s| s.data_sync).and_then(|d| d.key).ok_or("no key status")?;
         if key.generation == 2 && key.retiring.is_empty() { Ok(key) } else { Err(format!("{key:?}")) }
     })
     .await;
     assert!(env.event_reasons("m").await.iter().any(|r| r == "ClientKeyRotated"));
-    let (code, _, err) = data::ssh(&dir, &ip, &key, &agents.host_public, &["-W", "10.96.0.1:443"], &[]);
-    assert!(code == 255 && err.contains("Permission denied (publickey)"), "the retired key is refused: {code} {err}");
-    let new_key = data::identity_file(&dir, "mapping-2", &mapping_key(&env, &dst, "m").await);
-    let (code, _, err) = data::ssh(&dir, &ip, &new_key, &agents.host_public, &["-W", "10.96.0.1:443"], &[]);
-    assert!(code == 255 && err.contains("administratively prohibited"), "the new key authenticates: {code} {err}");
-    assert_ne!(key_status.fingerprint, first_fingerprint, "a new key");
+    assert_ne!(key_status.fingerprint, first_fingerprint, "a new authority");
+    // The copy ended: its credential opens nothing any more (its authority was retired with the copy).
+    let (code, _, err) = data::ssh(&dir, &ip, &credential, &agents.host_public, &["-W", &own], &[]);
+    assert!(code == 255 && err.contains("Permission denied (publickey)"), "the ended copy's credential: {code} {err}");
+    data::wait_clean(&env, src.name(), &dst).await;
 
     deletion_guard_holds_back_a_wipe_until_approved(&env).await;
 
-    // Deleting the mapping revokes its key at the agents and deletes its key Secret; the DR data stays.
+    // Deleting the mapping revokes its authority at the agents; the DR data stays.
     env.mappings().delete("m", &DeleteParams::default()).await.unwrap();
     let id = format!("{}/m", env.ctl.name());
-    eventually_async("key revoked", DATA_WAIT, || async {
+    eventually_async("authority revoked", DATA_WAIT, || async {
         let authorized = data::policy_text(&env.source_client, POLICY_AUTHORIZED_KEY).await;
-        let secrets: Api<Secret> = Api::namespaced(env.dr_client.clone(), &dst);
-        let secret = secrets.get_opt("dr-syncer-ssh-m").await.map_err(|e| e.to_string())?;
-        let kept = secret.is_some();
-        if !authorized.contains(&id) && !kept { Ok(()) } else { Err(format!("{authorized}; key Secret kept: {kept}")) }
+        if !authorized.contains(&id) { Ok(()) } else { Err(authorized) }
     })
     .await;
-    let (code, _, err) = data::ssh(&dir, &ip, &new_key, &agents.host_public, &["-W", "10.96.0.1:443"], &[]);
-    assert!(code == 255 && err.contains("Permission denied (publickey)"), "revoked: {code} {err}");
     tree::assert_same(&volume, &dest);
     let _ = std::fs::remove_dir_all(&dir);
 

@@ -1,8 +1,8 @@
-//! Each NamespaceMapping's SSH client key: Ed25519, the private half only in a Secret in the DR namespace (mounted
-//! by the copy Jobs), the public half only in the source agents' authorized set. Rotated every
-//! `keyRotationInterval` and on demand (annotation `dr-syncer.io/rotate-ssh-key`). A previous key stays accepted
-//! while copies that may use it run — at most the copy timeout — and is dropped as soon as none does. The decisions
-//! here are pure; [`super::key_store`] reads and writes the Secrets.
+//! Each NamespaceMapping's SSH certificate authority: Ed25519, the private half only in the controller's memory,
+//! the public half in the source agents' authorized set, where it admits the certificates it signs for single
+//! copies. Rotated every `keyRotationInterval`, on demand (annotation `dr-syncer.io/rotate-ssh-key`) and with every
+//! new controller process. A previous authority stays accepted while copies that may use it run — at most the copy
+//! timeout — and is dropped as soon as none does. The decisions here are pure.
 
 use dr_syncer_agent::keys::KeyPair;
 use dr_syncer_agent::policy::AuthorizedKey;
@@ -100,10 +100,10 @@ pub fn rotate(old: &StoredKey, new: &KeyPair, now: Timestamp, overlap: SignedDur
     }
 }
 
-/// The first key of a mapping.
-pub fn first(new: &KeyPair, now: Timestamp) -> StoredKey {
+/// The first key of a mapping in this process: generation `generation` (status keeps counting across processes).
+pub fn first(new: &KeyPair, generation: i64, now: Timestamp) -> StoredKey {
     StoredKey {
-        generation: 1,
+        generation,
         created: now,
         public_openssh: new.public_openssh.clone(),
         fingerprint: new.fingerprint.clone(),
@@ -120,14 +120,16 @@ pub fn prune(retiring: &[Retiring], now: Timestamp, in_flight: bool) -> Vec<Reti
     retiring.iter().filter(|r| r.not_after > now).cloned().collect()
 }
 
-/// The mapping's entries of the agents' authorized set: the current key, then the retiring ones with their end.
+/// The mapping's entries of the agents' authorized set: the current certificate authority, then the retiring ones
+/// with their end.
 pub fn authorized(key: &StoredKey) -> Vec<AuthorizedKey> {
-    let mut entries = vec![AuthorizedKey { public_key: key.public_openssh.clone(), not_after: None }];
-    entries.extend(
-        key.retiring
-            .iter()
-            .map(|r| AuthorizedKey { public_key: r.public_key.clone(), not_after: Some(r.not_after.to_string()) }),
-    );
+    let authority = |public_key: &str, not_after: Option<String>| AuthorizedKey {
+        public_key: public_key.to_string(),
+        not_after,
+        certificate_authority: true,
+    };
+    let mut entries = vec![authority(&key.public_openssh, None)];
+    entries.extend(key.retiring.iter().map(|r| authority(&r.public_key, Some(r.not_after.to_string()))));
     entries
 }
 
@@ -167,7 +169,7 @@ mod tests {
 
     #[test]
     fn decide_follows_the_interval_and_the_request_when_a_key_exists() {
-        let key = first(&generate("m:1").unwrap(), at(0));
+        let key = first(&generate("m:1").unwrap(), 1, at(0));
         let cases = [
             (None, at(0), false, KeyAction::Create),
             (Some(&key), at(3600), false, KeyAction::Keep),
@@ -181,7 +183,7 @@ mod tests {
 
     #[test]
     fn rotate_keeps_the_old_key_until_the_overlap_ends_when_copies_run() {
-        let old = first(&generate("m:1").unwrap(), at(0));
+        let old = first(&generate("m:1").unwrap(), 1, at(0));
         let new = generate("m:2").unwrap();
         let rotated = rotate(&old, &new, at(100), SignedDuration::from_mins(30), true);
         assert_eq!(rotated.generation, 2);
@@ -200,7 +202,7 @@ mod tests {
 
     #[test]
     fn rotate_drops_the_old_key_at_once_when_no_copy_runs() {
-        let old = first(&generate("m:1").unwrap(), at(0));
+        let old = first(&generate("m:1").unwrap(), 1, at(0));
         let rotated = rotate(&old, &generate("m:2").unwrap(), at(100), SignedDuration::from_mins(30), false);
         assert!(rotated.retiring.is_empty());
         assert_eq!(authorized(&rotated).len(), 1);
@@ -208,7 +210,7 @@ mod tests {
 
     #[test]
     fn status_and_debug_never_show_the_private_key_when_rendered() {
-        let key = first(&generate("m:1").unwrap(), at(0));
+        let key = first(&generate("m:1").unwrap(), 1, at(0));
         let text = format!("{key:?} {:?}", status(&key, day()));
         assert!(!text.contains("PRIVATE KEY"));
         assert!(text.contains(&key.fingerprint));

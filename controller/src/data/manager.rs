@@ -1,5 +1,5 @@
 //! The data-sync manager: one background run per mapping at a time (a request while one runs is queued and
-//! coalesced), per-source-cluster slots, the mapping's key, and its `status.dataSync`, written by its own field
+//! coalesced), per-source-cluster slots, the mapping's certificate authority, and its `status.dataSync`, written by its own field
 //! manager so it never races the reconciler's status writes.
 
 use std::collections::HashMap;
@@ -16,6 +16,7 @@ use kube::api::{Api, Patch, PatchParams};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
+use super::keys::StoredKey;
 use super::metrics::DataMetrics;
 use crate::error::Error;
 use crate::reconcile::Context;
@@ -58,8 +59,9 @@ pub struct MappingData {
     pub dirty: AtomicBool,
     /// Copies running.
     pub in_flight: AtomicUsize,
-    /// Serializes key decisions of this mapping.
-    pub key_lock: tokio::sync::Mutex<()>,
+    /// The mapping's SSH certificate authority, made by this process and kept only in its memory (a new process
+    /// makes a new generation); its lock serializes key decisions.
+    pub authority: tokio::sync::Mutex<Option<StoredKey>>,
     /// PVCs that failed permanently → the mapping generation they failed at.
     pub permanent: Mutex<HashMap<(String, String), i64>>,
     run: Mutex<RunState>,
@@ -196,7 +198,7 @@ impl DataSync {
         let ctx = ctx.clone();
         tokio::spawn(async move {
             // After any key write in progress: none starts once the mapping is cancelled (see `ensure_key`).
-            let _keys = data.key_lock.lock().await;
+            let _keys = data.authority.lock().await;
             let (ns, name) = (last.mapping.namespace().unwrap_or_default(), last.mapping.name_any());
             let scope = super::sweep::Scope {
                 source: &last.source,

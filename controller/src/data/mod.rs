@@ -3,7 +3,6 @@
 //! the reconcile loop, bounded per mapping (`concurrentSyncs`) and per source cluster (`globalConcurrencyLimit`).
 
 pub mod failure;
-pub mod key_store;
 pub mod keys;
 pub mod lease;
 pub mod manager;

@@ -230,7 +230,7 @@ pub fn ssh_config(pod_ip: IpAddr, agent: (&Host, u16)) -> String {
     format!(
         "Host source\n  HostName {pod_ip}\n  Port {RSYNC_POD_PORT}\n  HostKeyAlias {POD_ALIAS}\n  ProxyJump agent\n\
          Host agent\n  HostName {}\n  Port {}\n  HostKeyAlias {AGENT_ALIAS}\n\
-         Host *\n  User {SSH_USER}\n  IdentityFile {SSH_DIR}/id_ed25519\n  IdentitiesOnly yes\n  BatchMode yes\n  \
+         Host *\n  User {SSH_USER}\n  IdentityFile {SSH_DIR}/id_ed25519\n  CertificateFile {SSH_DIR}/id_ed25519-cert.pub\n  IdentitiesOnly yes\n  BatchMode yes\n  \
          StrictHostKeyChecking yes\n  UserKnownHostsFile {SSH_DIR}/known_hosts\n  GlobalKnownHostsFile /dev/null\n  \
          UpdateHostKeys no\n  ConnectTimeout 15\n  ServerAliveInterval 15\n  ServerAliveCountMax 4\n  \
          Ciphers aes128-gcm@openssh.com,chacha20-poly1305@openssh.com\n  LogLevel ERROR\n",
@@ -329,17 +329,28 @@ pub fn copy_capabilities(special_files: bool) -> &'static [&'static str] {
     }
 }
 
-/// The copy Job's Secret (same name), owned by the Job: ssh configuration, known_hosts, and the mapping's private
-/// key as it was when the copy started — so a rotation while the copy runs never changes the key under it (the
-/// previous key stays accepted until the copy ends).
-pub fn copy_secret(input: &CopyInput, job_uid: &str, config: &str, known_hosts: &str, private_key: &str) -> Secret {
+/// The copy Job's Secret (same name), owned by the Job: ssh configuration, known_hosts, and the credential of this
+/// copy only — a key made for it and its certificate (`credential`: private key, certificate), which the agents
+/// accept for this copy's rsync pod alone and only until the copy's time limit; the Job's deletion takes it.
+pub fn copy_secret(
+    input: &CopyInput,
+    job_uid: &str,
+    config: &str,
+    known_hosts: &str,
+    credential: (&str, &str),
+) -> Secret {
     let name = object_name(ROLE_COPY, input);
     owned_secret(
         &name,
         &input.destination_namespace,
         labels(ROLE_COPY, input),
         ("batch/v1", "Job", job_uid),
-        [("config", config), ("known_hosts", known_hosts), ("id_ed25519", private_key)],
+        [
+            ("config", config),
+            ("known_hosts", known_hosts),
+            ("id_ed25519", credential.0),
+            ("id_ed25519-cert.pub", credential.1),
+        ],
     )
 }
 

@@ -218,7 +218,7 @@ mod tests {
     use super::*;
 
     fn key(text: &str) -> AuthorizedKey {
-        AuthorizedKey { public_key: text.into(), not_after: None }
+        AuthorizedKey { public_key: text.into(), not_after: None, certificate_authority: true }
     }
 
     #[test]

@@ -16,7 +16,7 @@ use std::sync::atomic::Ordering;
 use tokio_util::sync::CancellationToken;
 
 use super::failure::{Failure, Totals};
-use super::keys::{self, StoredKey};
+use super::keys::StoredKey;
 use super::lease;
 use super::manager::{DataRequest, DataSync, MappingData};
 use super::pods::CopyInput;
@@ -228,14 +228,12 @@ async fn copy_once(
         special_files: settings.config.special_files.unwrap_or(false),
         max_delete_percent: settings.max_delete_percent,
     };
-    let authorized: Vec<String> = keys::authorized(key).into_iter().map(|k| k.public_key).collect();
     let copy_ctx = CopyContext {
         source: &request.source,
         destination: &request.destination,
         agent,
         mapping_id: &request.key(),
-        authorized_keys: authorized.join("\n") + "\n",
-        private_key: key.private_openssh.clone(),
+        authority: key,
         api_timeout: ctx.settings.sync_api_timeout,
         stop: stop.clone(),
     };

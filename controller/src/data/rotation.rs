@@ -1,23 +1,24 @@
-//! Making, rotating and trimming a mapping's client key, in the order that never cuts a copy: the agents'
-//! authorized set first, then the DR Secrets, then status.
+//! Making, rotating and trimming a mapping's SSH certificate authority, in the order that never cuts a copy: the
+//! agents' authorized set first, then status.
 
 use std::sync::atomic::Ordering;
 
 use dr_syncer_api::constants::ANNOTATION_ROTATE_SSH_KEY;
 use jiff::{SignedDuration, Timestamp};
-use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, Patch, PatchParams};
 use kube::{Resource, ResourceExt};
 
 use super::failure::Failure;
 use super::keys::{self, KeyAction, StoredKey};
 use super::manager::{DataRequest, MappingData};
+use super::policy;
 use super::settings::{Settings, settings};
-use super::{key_store, policy};
 use crate::reconcile::Context;
 use crate::reconcile::events::Severity;
 
-/// Makes, rotates or trims the mapping's key: the agents' authorized set first, then the DR Secrets, then status.
+/// Makes, rotates or trims the mapping's certificate authority: the agents' authorized set first, then status. The
+/// authority's private half stays in this process's memory; what reaches a DR namespace is a key and certificate
+/// made per copy ([`super::run`]).
 pub(super) async fn ensure_key(
     ctx: &Context,
     data: &MappingData,
@@ -25,7 +26,7 @@ pub(super) async fn ensure_key(
     settings: &Settings,
     force: bool,
 ) -> Result<StoredKey, Failure> {
-    let _held = data.key_lock.lock().await;
+    let mut held = data.authority.lock().await;
     if data.cancel.is_cancelled() {
         // The mapping was deleted or stopped copying: its keys are being revoked, never written again.
         return Err(Failure::transient(super::run::STOPPED, "the mapping no longer copies data"));
@@ -33,21 +34,25 @@ pub(super) async fn ensure_key(
     let t = ctx.settings.sync_api_timeout;
     // A rotation on demand happens once per annotation: whoever holds the lock first rotates and removes it.
     let force = force && rotation_requested(ctx, request).await;
-    let secret_name = key_store::secret_name(&request.mapping.name_any());
-    let Some(primary) = request.namespaces.first() else {
-        return Err(Failure::transient("NoNamespaces", "the mapping covers no namespace yet"));
-    };
-    let api: Api<Secret> = Api::namespaced(request.destination.clone(), &primary.destination);
-    let stored = key_store::read(&api, &secret_name, t).await?;
+    if held.is_none() {
+        // Client keys of earlier versions lived in the DR namespaces; they are no longer used or accepted.
+        for covered in &request.namespaces {
+            super::sweep::legacy_key_secret(&request.destination, &covered.destination, &request.mapping.name_any(), t)
+                .await;
+        }
+    }
     let now = Timestamp::now();
     let in_flight = data.in_flight.load(Ordering::SeqCst) > 0;
     let overlap = SignedDuration::try_from(settings.timeout).unwrap_or(SignedDuration::from_mins(30));
-    let action = keys::decide(stored.as_ref(), now, settings.interval, force);
-    let comment = |generation: i64| format!("dr-syncer:{}:{generation}", request.key());
+    let action = keys::decide(held.as_ref(), now, settings.interval, force);
+    // Generations go on from what status says, across processes.
+    let in_status = request.mapping.status.as_ref().and_then(|s| s.data_sync.as_ref()).and_then(|d| d.key.as_ref());
+    let last = in_status.map_or(0, |k| k.generation).max(data.snapshot().key.map_or(0, |k| k.generation));
+    let comment = |generation: i64| format!("dr-syncer-ca:{}:{generation}", request.key());
     let generate = |generation| {
         dr_syncer_agent::keys::generate(&comment(generation)).map_err(|e| Failure::transient("KeyError", e.to_string()))
     };
-    let key = match (&action, stored) {
+    let key = match (&action, held.take()) {
         (KeyAction::Keep, Some(mut key)) => {
             key.retiring = keys::prune(&key.retiring, now, in_flight);
             key
@@ -55,17 +60,13 @@ pub(super) async fn ensure_key(
         (KeyAction::Rotate(_), Some(old)) => {
             keys::rotate(&old, &generate(old.generation + 1)?, now, overlap, in_flight)
         }
-        _ => keys::first(&generate(1)?, now),
+        _ => keys::first(&generate(last + 1)?, last + 1, now),
     };
-    // The agents learn the new public key before any copy can hold the new private key.
+    // The agents learn the new authority before any copy holds a certificate it signed.
     let edit = policy::Edit::Keys { mapping: request.key(), keys: keys::authorized(&key) };
-    policy::edit(&request.source, &edit, t).await?;
-    let mapping = (request.mapping.namespace().unwrap_or_default(), request.mapping.name_any());
-    for covered in &request.namespaces {
-        let api: Api<Secret> = Api::namespaced(request.destination.clone(), &covered.destination);
-        let secret = key_store::to_secret(&key, &secret_name, &covered.destination, (&mapping.0, &mapping.1));
-        key_store::write(&api, &secret, t).await?;
-    }
+    let published = policy::edit(&request.source, &edit, t).await;
+    *held = Some(key.clone());
+    published?;
     data.update(|s| s.key = Some(keys::status(&key, settings.interval)));
     let made = match &action {
         KeyAction::Rotate(why) => Some(*why),
@@ -76,8 +77,11 @@ pub(super) async fn ensure_key(
         remove_annotation(ctx, request, ANNOTATION_ROTATE_SSH_KEY).await;
     }
     if let Some(why) = made {
-        let note = format!("SSH client key generation {} ({}), fingerprint {}", key.generation, why, key.fingerprint);
-        tracing::info!(mapping = %request.key(), generation = key.generation, fingerprint = %key.fingerprint, why, "client key made");
+        let note = format!(
+            "SSH certificate authority generation {} ({}), fingerprint {}",
+            key.generation, why, key.fingerprint
+        );
+        tracing::info!(mapping = %request.key(), generation = key.generation, fingerprint = %key.fingerprint, why, "certificate authority made");
         ctx.events
             .publish(&request.mapping.object_ref(&()), Severity::Normal, "ClientKeyRotated", "DataSync", &note)
             .await;

@@ -14,6 +14,7 @@ use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, ListParams, LogParams, PostParams, PropagationPolicy};
 
 use super::failure::{Failure, Totals, classify};
+use super::keys::StoredKey;
 use super::pod_report::{self, pod_reason, pod_result, read_progress};
 use super::pods::{self, CopyInput, ROLE_COPY, ROLE_SOURCE};
 use super::policy::{self, Edit};
@@ -45,10 +46,8 @@ pub struct CopyContext<'a> {
     pub agent: &'a AgentAccess,
     /// Identity of the mapping in the agents' policy.
     pub mapping_id: &'a str,
-    /// The mapping's public keys, one `authorized_keys` line each.
-    pub authorized_keys: String,
-    /// The mapping's current private key (OpenSSH PEM), copied into the copy Job's own Secret.
-    pub private_key: zeroize::Zeroizing<String>,
+    /// The mapping's certificate authority (current generation), which signs this copy's certificate.
+    pub authority: &'a StoredKey,
     /// Time allowed for each API request.
     pub api_timeout: Duration,
     /// Cancelled to stop the copy (its objects are still cleaned up); it then fails with reason [`STOPPED`].
@@ -134,6 +133,9 @@ async fn run(
 ) -> Result<Totals, Failure> {
     let t = ctx.api_timeout;
     let post = PostParams::default();
+    // The credential of this copy only: a key made now, certified below for the rsync pod's address alone.
+    let copy_key = dr_syncer_agent::keys::generate(&format!("dr-syncer-copy:{}:{}", ctx.mapping_id, input.sync_id))
+        .map_err(|e| Failure::transient("KeyError", e.to_string()))?;
     // Source rsync pod; it makes its host key itself, in memory, and logs only the public half.
     let pods_api: Api<Pod> = Api::namespaced(ctx.source.clone(), &input.source_namespace);
     let pod = pods::source_pod(input, input.timeout + START_WAIT);
@@ -141,7 +143,7 @@ async fn run(
     let created = with_timeout(format!("create Pod {pod_name}"), t, pods_api.create(&post, &pod)).await?;
     cleanup.source_pod = true;
     let pod_uid = created.uid().unwrap_or_default();
-    let secret = pods::source_secret(input, &pod_uid, &ctx.authorized_keys);
+    let secret = pods::source_secret(input, &pod_uid, &format!("{}\n", copy_key.public_openssh));
     let secrets: Api<Secret> = Api::namespaced(ctx.source.clone(), &input.source_namespace);
     with_timeout(format!("create Secret {pod_name}"), t, secrets.create(&post, &secret)).await?;
     let running = wait_ready(&pods_api, &pod_name, t).await?;
@@ -169,7 +171,9 @@ async fn run(
         .map_err(|e| Failure::permanent("InvalidHostKey", e.to_string()))?;
     let created = with_timeout(format!("create Job {job_name}"), t, jobs.create(&post, &job)).await?;
     cleanup.job = true;
-    let secret = pods::copy_secret(input, &created.uid().unwrap_or_default(), &config, &known, &ctx.private_key);
+    let certificate = certify(ctx.authority, &copy_key, input, address)?;
+    let credential = (copy_key.private_openssh.as_str(), certificate.as_str());
+    let secret = pods::copy_secret(input, &created.uid().unwrap_or_default(), &config, &known, credential);
     let dr_secrets: Api<Secret> = Api::namespaced(ctx.destination.clone(), &input.destination_namespace);
     with_timeout(format!("create Secret {job_name}"), t, dr_secrets.create(&post, &secret)).await?;
     let dr_pods: Api<Pod> = Api::namespaced(ctx.destination.clone(), &input.destination_namespace);
@@ -182,6 +186,28 @@ async fn run(
             format!("the copy did not finish within {}", humantime::format_duration(input.timeout)),
         )),
     }
+}
+
+/// Slack on both ends of a copy certificate's validity, for clocks of the clusters that differ a little.
+const CLOCK_SKEW: i64 = 300;
+
+/// The copy's certificate: `copy_key` certified by the mapping's authority for `address` only, valid for the copy's
+/// time limit (plus the pod start wait and clock slack).
+fn certify(
+    authority: &StoredKey,
+    copy_key: &dr_syncer_agent::keys::KeyPair,
+    input: &CopyInput,
+    address: SocketAddr,
+) -> Result<String, Failure> {
+    let fail = |e: dr_syncer_agent::error::Error| Failure::transient("KeyError", e.to_string());
+    let ca = dr_syncer_agent::keys::private_from_openssh(&authority.private_openssh, "certificate authority")
+        .map_err(fail)?;
+    let public = dr_syncer_agent::keys::public_from_openssh(&copy_key.public_openssh, "copy key").map_err(fail)?;
+    let now = jiff::Timestamp::now().as_second();
+    let lasts = i64::try_from((input.timeout + START_WAIT).as_secs()).unwrap_or(i64::MAX / 2);
+    let validity = ((now - CLOCK_SKEW).max(0) as u64, now.saturating_add(lasts + CLOCK_SKEW) as u64);
+    let key_id = format!("{}/{}:{}:{}", input.mapping.0, input.mapping.1, input.pvc, input.sync_id);
+    dr_syncer_agent::keys::certify(&ca, &public, &key_id, &[address.to_string()], validity).map_err(fail)
 }
 
 /// The node the PVC is attached to: that of a running or starting pod (not ours) that mounts it.

@@ -14,8 +14,8 @@ use kube::api::{Api, DeleteParams, ListParams, PropagationPolicy};
 use kube::{Client, ResourceExt};
 
 use super::failure::Failure;
+use super::pods;
 use super::policy::{self, Edit};
-use super::{key_store, pods};
 use crate::error::with_timeout;
 
 /// Which mapping's objects, and the clients and time limit to remove them with.
@@ -124,8 +124,27 @@ pub async fn stale_targets(scope: &Scope<'_>, source_namespaces: &[String]) -> R
     policy::edit(scope.source, &Edit::RetainTargets { mapping: scope.mapping_id(), keep }, scope.timeout).await
 }
 
+/// Name of the client-key Secret earlier versions kept in each DR namespace of a mapping.
+fn legacy_key_secret_name(mapping: &str) -> String {
+    let name = format!("dr-syncer-ssh-{mapping}");
+    if name.len() <= 253 { name } else { format!("dr-syncer-ssh-{}", &crate::data::short_hash(mapping)) }
+}
+
+/// Deletes the client-key Secret an earlier version kept in DR namespace `namespace` for `mapping` (best effort:
+/// its key is no longer in any agent's policy, so it opens nothing; this only stops it lying around).
+pub(super) async fn legacy_key_secret(client: &kube::Client, namespace: &str, mapping: &str, t: std::time::Duration) {
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
+    let name = legacy_key_secret_name(mapping);
+    let deleted =
+        with_timeout(format!("delete Secret {name}"), t, secrets.delete(&name, &DeleteParams::default())).await;
+    if let Err(error) = ignore_missing(deleted.map(|_| ())) {
+        tracing::warn!(%namespace, %name, reason = error.reason, "cannot delete an old client-key Secret");
+    }
+}
+
 /// Removes everything data sync made for a mapping: copy objects in every `(source, DR)` namespace pair, its keys
-/// and targets in the agents' policy (so its keys are refused from now on), and its client-key Secrets.
+/// and targets in the agents' policy (so its certificates are refused from now on), and client-key Secrets of
+/// earlier versions.
 pub async fn mapping(scope: &Scope<'_>, namespaces: &[(String, String)]) -> Result<(), Failure> {
     let id = scope.mapping_id();
     policy::edit(scope.source, &Edit::Keys { mapping: id.clone(), keys: Vec::new() }, scope.timeout).await?;
@@ -134,7 +153,7 @@ pub async fn mapping(scope: &Scope<'_>, namespaces: &[(String, String)]) -> Resu
     for (source_ns, destination_ns) in namespaces {
         sweep(scope, source_ns, destination_ns, &selector).await?;
         let secrets: Api<Secret> = Api::namespaced(scope.destination.clone(), destination_ns);
-        let name = key_store::secret_name(scope.mapping.1);
+        let name = legacy_key_secret_name(scope.mapping.1);
         let plain = DeleteParams::default();
         let deleted = secrets.delete(&name, &plain);
         ignore_missing(with_timeout(format!("delete Secret {name}"), scope.timeout, deleted).await.map(|_| ()))?;
