@@ -121,15 +121,17 @@ pub fn prune(retiring: &[Retiring], now: Timestamp, in_flight: bool) -> Vec<Reti
 }
 
 /// The mapping's entries of the agents' authorized set: the current certificate authority, then the retiring ones
-/// with their end.
-pub fn authorized(key: &StoredKey) -> Vec<AuthorizedKey> {
-    let authority = |public_key: &str, not_after: Option<String>| AuthorizedKey {
+/// with their end. The current one ends too — at its next rotation plus `overlap` (the copy timeout): a data sync
+/// rotates it before that, so only an authority whose controller stopped running expires.
+pub fn authorized(key: &StoredKey, interval: SignedDuration, overlap: SignedDuration) -> Vec<AuthorizedKey> {
+    let authority = |public_key: &str, not_after: Timestamp| AuthorizedKey {
         public_key: public_key.to_string(),
-        not_after,
+        not_after: Some(not_after.to_string()),
         certificate_authority: true,
     };
-    let mut entries = vec![authority(&key.public_openssh, None)];
-    entries.extend(key.retiring.iter().map(|r| authority(&r.public_key, Some(r.not_after.to_string()))));
+    let end = next_rotation(key, interval).saturating_add(overlap).unwrap_or(Timestamp::MAX);
+    let mut entries = vec![authority(&key.public_openssh, end)];
+    entries.extend(key.retiring.iter().map(|r| authority(&r.public_key, r.not_after)));
     entries
 }
 
@@ -190,9 +192,14 @@ mod tests {
         assert_eq!(rotated.fingerprint, new.fingerprint);
         assert_eq!(rotated.retiring.len(), 1);
         assert_eq!(rotated.retiring[0].not_after, at(100 + 1800));
-        let entries = authorized(&rotated);
+        let entries = authorized(&rotated, day(), SignedDuration::from_mins(30));
         assert_eq!(entries.len(), 2);
-        assert_eq!(entries[0].not_after, None);
+        assert_eq!(
+            entries[0].not_after.as_deref(),
+            Some(at(100 + 86_400 + 1800).to_string().as_str()),
+            "every key ends"
+        );
+        assert!(entries.iter().all(|e| e.certificate_authority));
         assert_eq!(entries[1].public_key, old.public_openssh);
         // Once the copies ended, the old key goes.
         assert!(prune(&rotated.retiring, at(200), false).is_empty());
@@ -205,7 +212,7 @@ mod tests {
         let old = first(&generate("m:1").unwrap(), 1, at(0));
         let rotated = rotate(&old, &generate("m:2").unwrap(), at(100), SignedDuration::from_mins(30), false);
         assert!(rotated.retiring.is_empty());
-        assert_eq!(authorized(&rotated).len(), 1);
+        assert_eq!(authorized(&rotated, day(), SignedDuration::from_mins(30)).len(), 1);
     }
 
     #[test]

@@ -63,7 +63,7 @@ pub(super) async fn ensure_key(
         _ => keys::first(&generate(last + 1)?, last + 1, now),
     };
     // The agents learn the new authority before any copy holds a certificate it signed.
-    let edit = policy::Edit::Keys { mapping: request.key(), keys: keys::authorized(&key) };
+    let edit = policy::Edit::Keys { mapping: request.key(), keys: keys::authorized(&key, settings.interval, overlap) };
     let published = policy::edit(&request.source, &edit, t).await;
     *held = Some(key.clone());
     published?;
