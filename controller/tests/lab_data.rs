@@ -23,6 +23,34 @@ use kube::Api;
 use kube::api::{DeleteParams, Patch, PatchParams};
 use serde_json::json;
 
+/// Changes the agents' target document of `node` with `change` (the other mappings' entries stay), retried when the
+/// controller wrote the Secret in between.
+async fn edit_targets(
+    policy: &Api<Secret>,
+    node: &str,
+    change: impl Fn(&mut serde_json::Map<String, serde_json::Value>),
+) {
+    let key = policy_targets_key(node);
+    eventually_async("the targets edited", DATA_WAIT, || async {
+        let secret = policy.get(AGENT_POLICY_SECRET).await.map_err(|e| e.to_string())?;
+        let data = secret.data.clone().unwrap_or_default();
+        let text = data.get(&key).map(|b| b.0.clone()).unwrap_or_else(|| b"{}".to_vec());
+        let mut document: serde_json::Value = serde_json::from_slice(&text).map_err(|e| e.to_string())?;
+        if document.get("targets").is_none() {
+            document["targets"] = json!({});
+        }
+        change(document["targets"].as_object_mut().ok_or("targets is no object")?);
+        let patch = json!({"metadata": {"resourceVersion": secret.metadata.resource_version},
+                           "stringData": {key.clone(): document.to_string()}});
+        policy
+            .patch(AGENT_POLICY_SECRET, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(())
+    })
+    .await;
+}
+
 /// The credential of the copy running in DR namespace `namespace`, taken from its Job's Secret: the key written to
 /// `dir` (with its certificate beside it, where OpenSSH finds it) and its rsync pod's address.
 async fn copy_credential(env: &Env, namespace: &str, dir: &std::path::Path) -> (std::path::PathBuf, String) {
@@ -162,17 +190,22 @@ async fn pvc_data_is_copied_through_the_agent_verified_rotated_and_revoked() {
     let (credential, own) = copy_credential(&env, &dst, &dir).await;
     let (code, out, err) = data::ssh(&dir, &ip, &credential, &agents.host_public, &["-W", &own], &[]);
     assert!(out.starts_with("SSH-2.0-"), "the copy's credential reaches its pod: {code} {err}");
-    let targets = json!({"targets": {format!("{}/someone-else", env.ctl.name()): [foreign.clone()]}}).to_string();
-    let patch = json!({"stringData": {policy_targets_key(&node): targets}});
-    policy.patch(AGENT_POLICY_SECRET, &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap();
+    // Another mapping's target next to the running copy's own (which must stay).
+    let someone_else = format!("{}/someone-else", env.ctl.name());
+    edit_targets(&policy, &node, |t| {
+        t.insert(someone_else.clone(), json!([foreign.clone()]));
+    })
+    .await;
     let (code, _, err) = data::ssh(&dir, &ip, &credential, &agents.host_public, &[], &["sh", "-c", "id"]);
     assert!(code == 255 && !err.contains("Permission denied"), "a shell is refused after authentication: {code} {err}");
     for target in [foreign.as_str(), "10.96.0.1:443", "10.250.0.1:6443"] {
         let (code, out, err) = data::ssh(&dir, &ip, &credential, &agents.host_public, &["-W", target], &[]);
         assert!(code == 255 && err.contains("administratively prohibited") && out.is_empty(), "{target}: {code} {err}");
     }
-    let patch = json!({"stringData": {policy_targets_key(&node): "{}"}});
-    policy.patch(AGENT_POLICY_SECRET, &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap();
+    edit_targets(&policy, &node, |t| {
+        t.remove(&someone_else);
+    })
+    .await;
 
     let patch = json!({"metadata": {"annotations": {ANNOTATION_ROTATE_SSH_KEY: "now"}}});
     env.mappings().patch("m", &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap();
