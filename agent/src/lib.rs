@@ -14,6 +14,7 @@ pub mod probe;
 pub mod progress;
 pub mod reload;
 pub mod rsync_args;
+pub mod sample;
 pub mod serve;
 pub mod ssh;
 pub mod targets;
