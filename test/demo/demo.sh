@@ -117,7 +117,7 @@ ks -n "$NS" get nsm shop -o jsonpath='  phase={.status.phase} lastSuccessfulSync
 echo
 echo "PVC data (uploads):"
 ks -n "$NS" get nsm shop -o jsonpath='{range .status.dataSync.pvcs[*]}  {.namespace}/{.name} -> {.destinationNamespace}: {.phase}, {.bytesTransferred} bytes in {.filesTransferred} files, last success {.lastSuccessTime} ({.lastDuration}){"\n"}{end}'
-ks -n "$NS" get nsm shop -o jsonpath='  client key generation {.status.dataSync.key.generation} {.status.dataSync.key.fingerprint}, next rotation {.status.dataSync.key.nextRotation}{"\n"}'
+ks -n "$NS" get nsm shop -o jsonpath='  SSH certificate authority generation {.status.dataSync.key.generation} {.status.dataSync.key.fingerprint}, next rotation {.status.dataSync.key.nextRotation}{"\n"}'
 if diff -r --no-dereference "$UPLOADS" "$(pv_dir dr shop-dr uploads)" >/dev/null; then
   echo "  the DR volume equals the source volume (diff -r of both host directories)"
 else
