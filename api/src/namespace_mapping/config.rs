@@ -154,9 +154,10 @@ pub struct DataSyncConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(extend("default" = 10), range(min = 1, max = 100))]
     pub sample_percent: Option<i32>,
-    /// How long the mapping's SSH client key is used before a new one replaces it, for example `24h`. The
-    /// previous key stays accepted for the longer of `timeout` and 10 minutes, so a running copy is never cut.
-    /// Rotate at once with the annotation `dr-syncer.io/rotate-ssh-key`. Default: 24h.
+    /// How long the mapping's SSH certificate authority (which signs each copy's own credential) is used before a
+    /// new one replaces it, for example `24h`; a new controller process also makes a new one. The previous one
+    /// stays accepted while copies it certified run (at most `timeout`), so a running copy is never cut. Rotate
+    /// at once with the annotation `dr-syncer.io/rotate-ssh-key`. Default: 24h.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(extend("default" = DEFAULT_KEY_ROTATION_INTERVAL), regex(pattern = DURATION_PATTERN))]
     pub key_rotation_interval: Option<String>,

@@ -9,8 +9,8 @@ use crate::common::Time;
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct DataSyncStatus {
-    /// The mapping's SSH client key: only its fingerprint, generation and rotation times (the private half lives
-    /// only in a Secret in the DR namespace).
+    /// The mapping's SSH certificate authority, which signs each copy's own short-lived credential: only its
+    /// fingerprint, generation and rotation times (the private half lives only in the controller's memory).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key: Option<ClientKeyStatus>,
     /// Copies running now.
@@ -29,7 +29,7 @@ pub struct DataSyncStatus {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ClientKeyStatus {
-    /// Counts rotations: 1 for the first key.
+    /// Counts rotations (a new controller process also makes a new one): 1 for the first.
     pub generation: i64,
     /// SHA-256 fingerprint of the current key, as `ssh-keygen -l` prints it.
     pub fingerprint: String,
@@ -39,7 +39,8 @@ pub struct ClientKeyStatus {
     /// When the key is rotated next (`dataSyncConfig.keyRotationInterval` after `created`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_rotation: Option<Time>,
-    /// Previous keys the source agents still accept until `notAfter`, so a copy started before a rotation finishes.
+    /// Previous authorities the source agents still accept until `notAfter`, so a copy started before a rotation
+    /// finishes.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub retiring: Vec<RetiringKey>,
 }
