@@ -7,7 +7,7 @@
 #             service on 0.0.0.0:22); `make bench` runs it on loopback as the OpenSSH jump host it compares with.
 #   kubectl   any kubectl on PATH is used; otherwise Debian's kubernetes-client (v1.20, matching the lab) is installed.
 #   rustfmt, clippy  added with rustup when missing.
-#   cargo-deny  built once from crates.io (cargo install --locked, version below) into $TOOLS/cargo-deny-<version>;
+#   cargo-deny  built once from the default registry (cargo install --locked, version below) into $TOOLS/cargo-deny-<version>;
 #             `make deny` checks the dependency graph against deny.toml.
 #
 # Idempotent: a second run does nothing. Prints the directory to add to PATH.
