@@ -5,6 +5,7 @@ pub mod address;
 pub mod bastion;
 pub mod copy;
 pub mod error;
+pub mod host_key;
 pub mod keys;
 pub mod listen;
 pub mod metrics;

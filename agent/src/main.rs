@@ -15,7 +15,7 @@ use dr_syncer_agent::metrics::{AgentMetrics, serve_http};
 use dr_syncer_agent::policy::Policy;
 use dr_syncer_agent::policy_secret::{Nodes, PolicySecret, watch_secret};
 use dr_syncer_agent::reload::{PolicyFiles, watch_files};
-use dr_syncer_agent::serve::{self, RsyncServer};
+use dr_syncer_agent::serve::RsyncServer;
 use dr_syncer_agent::targets::{Network, TargetRules};
 use dr_syncer_agent::{keys, ssh};
 use tokio::net::TcpListener;
@@ -33,6 +33,18 @@ struct Cli {
     worker_threads: u16,
     #[command(subcommand)]
     command: Command,
+}
+
+/// Where an SSH server's host key comes from.
+#[derive(clap::Args, Debug, Clone)]
+struct HostKeyArgs {
+    /// OpenSSH Ed25519 private host key (pinned by every client); instead of `--generate-host-key`.
+    #[arg(long, required_unless_present = "generate_host_key")]
+    host_key: Option<PathBuf>,
+    /// Make the host key in memory at start and log only its public half (message `host key generated`, field
+    /// `public_key`, repeated every five minutes), so the private half is on no disk and in no Secret.
+    #[arg(long, conflicts_with = "host_key")]
+    generate_host_key: bool,
 }
 
 /// Connection limits of an SSH listener (see `dr_syncer_agent::listen::Limits`).
@@ -70,9 +82,8 @@ enum Command {
         /// Address to listen on.
         #[arg(long, default_value = "0.0.0.0:2222")]
         listen: SocketAddr,
-        /// OpenSSH Ed25519 private host key (pinned by every client).
-        #[arg(long)]
-        host_key: PathBuf,
+        #[command(flatten)]
+        host_key: HostKeyArgs,
         /// In a cluster: the policy Secret the controller writes, as NAMESPACE/NAME, watched through the API (the
         /// pod's service account needs get/list/watch on it). Instead of `--authorized` and `--targets`.
         #[arg(long, conflicts_with_all = ["authorized", "targets"], required_unless_present = "authorized")]
@@ -110,14 +121,8 @@ enum Command {
         /// Address to listen on.
         #[arg(long, default_value = "0.0.0.0:2022")]
         listen: SocketAddr,
-        /// OpenSSH Ed25519 private host key of this operation (pinned by the client); instead of
-        /// `--generate-host-key`.
-        #[arg(long, required_unless_present = "generate_host_key")]
-        host_key: Option<PathBuf>,
-        /// Make the host key in memory at start and log only its public half (message `host key generated`, field
-        /// `public_key`), so the private half is on no disk and in no Secret.
-        #[arg(long, conflicts_with = "host_key")]
-        generate_host_key: bool,
+        #[command(flatten)]
+        host_key: HostKeyArgs,
         /// `authorized_keys` file: the mapping's public keys, one per line.
         #[arg(long)]
         authorized_keys: PathBuf,
@@ -175,9 +180,10 @@ enum Command {
     /// SSH handshakes with source agents, their host key pinned; one result line per target on stdout. Exits 0
     /// when every handshake completed, 1 otherwise.
     Probe {
-        /// The agents' public host key (`ssh-ed25519 AAAA…`).
-        #[arg(long)]
-        host_key: String,
+        /// A host key the agent of a node may present, as NODE=KEY (`n1=ssh-ed25519 AAAA…`), or `*=KEY` for a key any
+        /// target may present (agents behind a Service); repeated.
+        #[arg(long = "host-key", required = true, value_parser = dr_syncer_agent::probe::KnownKey::parse)]
+        host_keys: Vec<dr_syncer_agent::probe::KnownKey>,
         /// An agent to check, as NODE=HOST:PORT; repeated.
         #[arg(long = "target", required = true, value_parser = dr_syncer_agent::probe::Target::parse)]
         targets: Vec<dr_syncer_agent::probe::Target>,
@@ -241,9 +247,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         };
         std::process::exit(copy::run(&job).await);
     }
-    if let Command::Probe { host_key, targets, timeout } = &cli.command {
-        let expected = keys::public_from_openssh(host_key, "--host-key")?;
-        let results = dr_syncer_agent::probe::run(targets, &expected, *timeout).await;
+    if let Command::Probe { host_keys, targets, timeout } = &cli.command {
+        let results = dr_syncer_agent::probe::run(targets, host_keys, *timeout).await;
         for result in &results {
             println!("{}", result.to_line());
         }
@@ -251,27 +256,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     }
     let metrics = AgentMetrics::new().context("metrics")?;
     let stop = CancellationToken::new();
-    let (listen, host_key_path, metrics_address, limits) = match &cli.command {
+    let (listen, host_key, comment, metrics_address, limits) = match &cli.command {
         Command::Bastion { listen, host_key, metrics_bind_address, limits, .. } => {
-            (*listen, Some(host_key), metrics_bind_address, limits.limits())
+            (*listen, host_key, "dr-syncer-agent", metrics_bind_address, limits.limits())
         }
         Command::Serve { listen, host_key, metrics_bind_address, limits, .. } => {
-            (*listen, host_key.as_ref(), metrics_bind_address, limits.limits())
+            (*listen, host_key, "dr-syncer-rsync-pod", metrics_bind_address, limits.limits())
         }
         Command::Copy { .. } | Command::Probe { .. } => anyhow::bail!("copy and probe run above"),
     };
-    let host_key = match host_key_path {
-        Some(path) => {
-            let key = keys::private_from_openssh(&read_text(path)?, &path.display().to_string())?;
-            info!(fingerprint = %keys::fingerprint(key.public_key()), %listen, "host key loaded");
-            key
-        }
-        None => {
-            let pair = keys::generate("dr-syncer-rsync-pod").context("host key")?;
-            info!(public_key = %pair.public_openssh, fingerprint = %pair.fingerprint, "{}", serve::HOST_KEY_GENERATED);
-            keys::private_from_openssh(&pair.private_openssh, "generated host key")?
-        }
-    };
+    let host_key = dr_syncer_agent::host_key::load_or_generate(host_key.host_key.as_deref(), comment, &stop)?;
     if !metrics_address.is_empty() {
         let address: SocketAddr = metrics_address.parse().context("--metrics-bind-address")?;
         tokio::spawn(serve_http(address, metrics.clone(), stop.clone()));

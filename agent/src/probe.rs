@@ -71,23 +71,55 @@ impl ProbeResult {
     }
 }
 
-/// A russh client handler that accepts only the pinned host key.
+/// A host key an agent may present: that of one node's agent, or (`node` none) of any target's.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KnownKey {
+    /// The node whose agent has this key; `None` for a key any target may present.
+    pub node: Option<String>,
+    /// The public key.
+    pub key: PublicKey,
+}
+
+impl KnownKey {
+    /// Parses `NODE=KEY` or `*=KEY`, KEY an OpenSSH Ed25519 public key line.
+    pub fn parse(text: &str) -> Result<KnownKey, String> {
+        let (node, key) = text.split_once('=').ok_or_else(|| format!("{text:?} is not NODE=KEY or *=KEY"))?;
+        if node.is_empty() || node.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(format!("{node:?} is not a node name or *"));
+        }
+        let key = crate::keys::public_from_openssh(key, &format!("host key of {node}")).map_err(|e| e.to_string())?;
+        Ok(KnownKey { node: (node != "*").then(|| node.to_string()), key })
+    }
+
+    /// The `NODE=KEY` or `*=KEY` form.
+    pub fn to_arg(&self) -> String {
+        let key = self.key.to_openssh().unwrap_or_default();
+        format!("{}={key}", self.node.as_deref().unwrap_or("*"))
+    }
+
+    fn applies_to(&self, node: &str) -> bool {
+        self.node.as_deref().is_none_or(|n| n == node)
+    }
+}
+
+/// A russh client handler that accepts only the pinned host keys.
 struct Pinned {
-    expected: PublicKey,
+    expected: Vec<PublicKey>,
 }
 
 impl russh::client::Handler for Pinned {
     type Error = russh::Error;
 
     async fn check_server_key(&mut self, key: &PublicKeyOrCertificate) -> Result<bool, Self::Error> {
-        Ok(matches!(key, PublicKeyOrCertificate::PublicKey { key, .. } if key.key_data() == self.expected.key_data()))
+        Ok(matches!(key, PublicKeyOrCertificate::PublicKey { key, .. }
+            if self.expected.iter().any(|e| e.key_data() == key.key_data())))
     }
 }
 
-/// One SSH handshake with `host:port`, the host key pinned to `expected`.
-pub async fn handshake(host: &Host, port: u16, expected: &PublicKey, timeout: Duration) -> Result<(), String> {
+/// One SSH handshake with `host:port`, the host key pinned to one of `expected`.
+pub async fn handshake(host: &Host, port: u16, expected: &[PublicKey], timeout: Duration) -> Result<(), String> {
     let config = Arc::new(russh::client::Config { inactivity_timeout: Some(timeout), ..Default::default() });
-    let handler = Pinned { expected: expected.clone() };
+    let handler = Pinned { expected: expected.to_vec() };
     match tokio::time::timeout(timeout, russh::client::connect(config, (host.to_string(), port), handler)).await {
         Ok(Ok(session)) => {
             let _ = session.disconnect(russh::Disconnect::ByApplication, "check done", "en").await;
@@ -99,10 +131,15 @@ pub async fn handshake(host: &Host, port: u16, expected: &PublicKey, timeout: Du
     }
 }
 
-/// Checks every target at once.
-pub async fn run(targets: &[Target], expected: &PublicKey, timeout: Duration) -> Vec<ProbeResult> {
+/// Checks every target at once, each against the keys [`KnownKey`]s give for its node.
+pub async fn run(targets: &[Target], known: &[KnownKey], timeout: Duration) -> Vec<ProbeResult> {
     let checks = targets.iter().map(|t| async move {
-        let result = handshake(&t.host, t.port, expected, timeout).await;
+        let expected: Vec<PublicKey> = known.iter().filter(|k| k.applies_to(&t.node)).map(|k| k.key.clone()).collect();
+        let result = if expected.is_empty() {
+            Err(format!("no host key is known for the agent of node {}", t.node))
+        } else {
+            handshake(&t.host, t.port, &expected, timeout).await
+        };
         ProbeResult {
             node: t.node.clone(),
             address: t.host.with_port(t.port),
@@ -142,6 +179,18 @@ mod tests {
     }
 
     #[test]
+    fn known_key_parse_takes_node_or_star_and_refuses_other_forms() {
+        let key = crate::keys::generate("k").unwrap().public_openssh;
+        let parsed = KnownKey::parse(&format!("n1={key}")).unwrap();
+        assert_eq!(parsed.node.as_deref(), Some("n1"));
+        assert_eq!(KnownKey::parse(&parsed.to_arg()).unwrap(), parsed);
+        assert_eq!(KnownKey::parse(&format!("*={key}")).unwrap().node, None);
+        for bad in [key.clone(), format!("={key}"), format!("n 1={key}"), "n1=ssh-ed25519 AAAA".into(), "n1=".into()] {
+            assert!(KnownKey::parse(&bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
     fn result_lines_round_trip_and_other_lines_are_ignored() {
         let r = ProbeResult { node: "n".into(), address: "h:1".into(), connected: false, error: Some("x".into()) };
         assert_eq!(ProbeResult::from_line(&r.to_line()), Some(r));
@@ -149,7 +198,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn handshake_fails_when_the_host_key_is_not_the_pinned_one() {
+    async fn probe_accepts_a_node_only_with_a_key_pinned_for_it_when_checking_targets() {
         let server_key = crate::keys::generate("probe-test-host").unwrap();
         let private = crate::keys::private_from_openssh(&server_key.private_openssh, "host").unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -169,10 +218,18 @@ mod tests {
         let other = crate::keys::public_from_openssh(&crate::keys::generate("x").unwrap().public_openssh, "x").unwrap();
         let t = Duration::from_secs(5);
         let loopback = Host::Ip(std::net::Ipv4Addr::LOCALHOST.into());
-        assert_eq!(handshake(&loopback, port, &right, t).await, Ok(()));
-        let wrong = handshake(&loopback, port, &other, t).await.unwrap_err();
-        assert!(wrong.contains("not the pinned one"), "{wrong}");
+        let target = |node: &str| Target { node: node.into(), host: loopback.clone(), port };
+        let pin = |node: Option<&str>, key: &PublicKey| KnownKey { node: node.map(str::to_string), key: key.clone() };
+        // Each node's agent is checked against its own key only; `*` keys apply to every target.
+        let known = [pin(Some("right"), &right), pin(Some("wrong"), &other), pin(Some("elsewhere"), &right)];
+        let results = run(&[target("right"), target("wrong"), target("none")], &known, t).await;
+        let outcome: Vec<_> = results.iter().map(|r| (r.node.as_str(), r.connected)).collect();
+        assert_eq!(outcome, [("right", true), ("wrong", false), ("none", false)]);
+        assert!(results[1].error.as_deref().unwrap().contains("not the pinned one"), "{results:?}");
+        assert!(results[2].error.as_deref().unwrap().contains("no host key is known"), "{results:?}");
+        let any = [pin(None, &other), pin(None, &right)];
+        assert!(run(&[target("wrong")], &any, t).await[0].connected);
         let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        assert!(handshake(&loopback, closed, &right, t).await.is_err());
+        assert!(handshake(&loopback, closed, &[right], t).await.is_err());
     }
 }

@@ -22,9 +22,6 @@ use crate::metrics::AgentMetrics;
 use crate::policy::Refusal;
 use crate::rsync_args::{self, SenderCommand};
 
-/// Log message of `serve --generate-host-key` whose field `public_key` is the host key the clients pin.
-pub const HOST_KEY_GENERATED: &str = "host key generated";
-
 /// Exit status reported when rsync could not be started or was killed by a signal.
 const EXIT_FAILED: u32 = 255;
 
