@@ -5,13 +5,12 @@
 pub const AGENT_NAMESPACE: &str = "dr-syncer";
 /// Name of the agent's DaemonSet, ServiceAccount, Role and RoleBinding (the Go operator's name).
 pub const AGENT_NAME: &str = "dr-syncer-agent";
-/// Secret in [`AGENT_NAMESPACE`] with the bastion's Ed25519 host key, under [`HOST_KEY_SECRET_KEY`].
+/// Secret in [`AGENT_NAMESPACE`] where earlier versions kept the host key all agents shared; removed on upgrade
+/// (each agent now makes its own).
 pub const AGENT_HOST_KEY_SECRET: &str = "dr-syncer-agent-host-key";
 /// Secret in [`AGENT_NAMESPACE`] the bastion watches: who may connect ([`POLICY_AUTHORIZED_KEY`]) and where to
 /// ([`policy_targets_key`]).
 pub const AGENT_POLICY_SECRET: &str = "dr-syncer-agent-policy";
-/// Key of an OpenSSH private host key in a host-key Secret.
-pub const HOST_KEY_SECRET_KEY: &str = "ssh_host_ed25519_key";
 /// Key of the JSON authorized set in [`AGENT_POLICY_SECRET`].
 pub const POLICY_AUTHORIZED_KEY: &str = "authorized.json";
 /// Label of agent pods (value [`AGENT_NAME`]); the DaemonSet selects on it.

@@ -1,6 +1,7 @@
 //! The agents in a real source cluster: enabling `pvcSync` on a RemoteCluster installs the bastion DaemonSet
-//! (non-root, read-only, no host access) with a host key the controller keeps and reports; the real OpenSSH client
-//! pins that key; the bastion follows its policy Secret through the API (a key added there authenticates, a
+//! (non-root, read-only, no host access), each agent with a host key of its own made in memory (the shared key
+//! Secrets of earlier versions are removed); the real OpenSSH client pins the key the controller reads from the
+//! agent's log, and a restarted agent has a new one; the bastion follows its policy Secret through the API (a key added there authenticates, a
 //! forward is allowed only to a listed address, refusals are logged with the key's fingerprint); a second
 //! RemoteCluster cannot take the agents over; disabling `pvcSync` removes them.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -14,13 +15,14 @@ use dr_syncer_agent::keys;
 use dr_syncer_api::agent::{
     AGENT_NAME, AGENT_NAMESPACE, AGENT_POLICY_SECRET, POLICY_AUTHORIZED_KEY, policy_targets_key,
 };
+use dr_syncer_api::constants::LABEL_KEY_TYPE;
 use dr_syncer_api::remote_cluster::PvcSyncStatus;
-use dr_syncer_controller::agent::host_key;
 use dr_syncer_testlab::eventually_async;
 use k8s_openapi::api::apps::v1::DaemonSet;
 use k8s_openapi::api::core::v1::{Pod, Secret};
 use kube::Api;
-use kube::api::{DeleteParams, ListParams, LogParams, Patch, PatchParams};
+use kube::api::{DeleteParams, ListParams, LogParams, Patch, PatchParams, PostParams};
+use kube::{Resource, ResourceExt};
 use serde_json::json;
 
 const WAIT: Duration = Duration::from_secs(120);
@@ -36,9 +38,32 @@ async fn enable(env: &Env, name: &str, enabled: bool) {
 }
 
 #[tokio::test]
-async fn agents_install_with_a_pinned_host_key_and_follow_their_policy_secret() {
+async fn agents_install_with_host_keys_of_their_own_and_follow_their_policy_secret() {
     let env = Env::start("lab-agent").await;
     data::remove_leftover_agents(&env.source_client).await;
+    // What an earlier version left: the shared host key, next to the RemoteCluster and in the source cluster.
+    enable(&env, "source", false).await;
+    let rc = env.remote_clusters().get("source").await.unwrap();
+    let legacy = |namespace: &str, name: &str| {
+        let mut secret = Secret::default();
+        secret.metadata.name = Some(name.into());
+        secret.metadata.namespace = Some(namespace.into());
+        secret.metadata.labels = Some([(LABEL_KEY_TYPE.to_string(), "agent-host".to_string())].into());
+        secret.string_data = Some([("ssh_host_ed25519_key".to_string(), "old".to_string())].into());
+        secret
+    };
+    let ctl_secrets: Api<Secret> = Api::namespaced(env.dr_client.clone(), env.ctl.name());
+    let mut old = legacy(env.ctl.name(), "source-agent-host-key");
+    old.metadata.owner_references = rc.controller_owner_ref(&()).map(|o| vec![o]);
+    ctl_secrets.create(&PostParams::default(), &old).await.unwrap();
+    let namespace = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": AGENT_NAMESPACE}});
+    common::apply(&env.source_client, "", &namespace).await;
+    let source_secrets: Api<Secret> = Api::namespaced(env.source_client.clone(), AGENT_NAMESPACE);
+    let _ = source_secrets.delete("dr-syncer-agent-host-key", &DeleteParams::default()).await;
+    let mut old = legacy(AGENT_NAMESPACE, "dr-syncer-agent-host-key");
+    let owner = format!("{}/source", env.ctl.name());
+    old.metadata.annotations = Some([("dr-syncer.io/agent-owner".to_string(), owner)].into());
+    source_secrets.create(&PostParams::default(), &old).await.unwrap();
     enable(&env, "source", true).await;
     let status = eventually_async("agents Ready", WAIT, || async {
         let s = pvc_sync_status(&env, "source").await.ok_or("no pvcSync status")?;
@@ -46,11 +71,18 @@ async fn agents_install_with_a_pinned_host_key_and_follow_their_policy_secret() 
     })
     .await;
 
-    // The fingerprint in status is the controller's own copy of the key.
-    let secrets: Api<Secret> = Api::namespaced(env.dr_client.clone(), env.ctl.name());
-    let held = secrets.get(&host_key::generated_secret_name("source")).await.unwrap();
-    let host = host_key::from_secret(&held, "host key").unwrap();
-    assert_eq!(status.host_key_fingerprint.as_deref(), Some(host.fingerprint.as_str()));
+    // No one fingerprint: each agent has its own key, and no Secret holds one any more.
+    assert_eq!(status.host_key_fingerprint, None);
+    eventually_async("shared host-key Secrets removed", WAIT, || async {
+        let ctl = ctl_secrets.get_opt("source-agent-host-key").await.map_err(|e| e.to_string())?;
+        let source = source_secrets.get_opt("dr-syncer-agent-host-key").await.map_err(|e| e.to_string())?;
+        if ctl.is_none() && source.is_none() {
+            Ok(())
+        } else {
+            Err(format!("{:?} {:?}", ctl.map(|s| s.name_any()), source.map(|s| s.name_any())))
+        }
+    })
+    .await;
     let rc = env.remote_clusters().get("source").await.unwrap();
     let ready = rc.status.unwrap().conditions.into_iter().find(|c| c.type_ == "AgentsReady").unwrap();
     assert_eq!((ready.status.as_str(), ready.reason.as_str()), ("True", "Ready"));
@@ -65,13 +97,14 @@ async fn agents_install_with_a_pinned_host_key_and_follow_their_policy_secret() 
     let dir = std::env::temp_dir().join(dr_syncer_testlab::unique_name("lab-agent-ssh"));
     std::fs::create_dir_all(&dir).unwrap();
     let (node, ip) = data::node_ip(&env.source_client).await;
+    let host_public = data::agent_host_key(&env.source_client, &node).await;
     let client_key = keys::generate("lab-agent-client").unwrap();
     let id = data::identity_file(&dir, "id", &client_key.private_openssh);
     // A wrong pinned key is refused by the client; the right one gets as far as authentication.
     let other = keys::generate("impostor").unwrap();
     let (code, _, err) = data::ssh(&dir, &ip, &id, &other.public_openssh, &[], &["true"]);
     assert!(code == 255 && err.contains("Host key verification failed"), "{code}: {err}");
-    let (code, _, err) = data::ssh(&dir, &ip, &id, &host.public_openssh, &[], &["true"]);
+    let (code, _, err) = data::ssh(&dir, &ip, &id, &host_public, &[], &["true"]);
     assert!(code == 255 && err.contains("Permission denied (publickey)"), "{code}: {err}");
 
     // Authorize the key for mapping "m" with two targets on the agent pod's address: the rsync port (where nothing
@@ -89,18 +122,33 @@ async fn agents_install_with_a_pinned_host_key_and_follow_their_policy_secret() 
     // The listed address on the rsync port is relayed to (the agent connects; nothing answers there); a listed
     // address on another port, and any address not listed, are refused after authentication.
     eventually_async("relay to the listed target", Duration::from_secs(30), || async {
-        let (code, out, err) = data::ssh(&dir, &ip, &id, &host.public_openssh, &["-W", &rsync_port], &[]);
+        let (code, out, err) = data::ssh(&dir, &ip, &id, &host_public, &["-W", &rsync_port], &[]);
         if err.contains("open failed: connect failed") { Ok(()) } else { Err(format!("{code}: {out} {err}")) }
     })
     .await;
     for refused in [wrong_port.as_str(), "10.88.0.250:2022"] {
-        let (code, _, err) = data::ssh(&dir, &ip, &id, &host.public_openssh, &["-W", refused], &[]);
+        let (code, _, err) = data::ssh(&dir, &ip, &id, &host_public, &["-W", refused], &[]);
         assert!(code == 255 && err.contains("administratively prohibited"), "{refused}: {code}: {err}");
     }
-    let (code, _, err) = data::ssh(&dir, &ip, &id, &host.public_openssh, &[], &["true"]);
+    let (code, _, err) = data::ssh(&dir, &ip, &id, &host_public, &[], &["true"]);
     assert_eq!(code, 255, "a session (exec) is refused: {err}");
     let log = pods.logs(&agent.metadata.name.clone().unwrap(), &LogParams::default()).await.unwrap();
     assert!(log.contains(&client_key.fingerprint) && log.contains("TargetNotAllowed"), "{log}");
+
+    // A new agent pod makes a new key: the old one is refused, the one it logged is taken.
+    pods.delete(&agent.name_any(), &DeleteParams::default().grace_period(0)).await.unwrap();
+    let renewed = eventually_async("a new agent with a new key", WAIT, || async {
+        let key = data::agent_host_key(&env.source_client, &node).await;
+        if key != host_public { Ok(key) } else { Err("same key".to_string()) }
+    })
+    .await;
+    let (code, _, err) = data::ssh(&dir, &ip, &id, &host_public, &["-W", &rsync_port], &[]);
+    assert!(code == 255 && err.contains("Host key verification failed"), "{code}: {err}");
+    eventually_async("relay by the new agent", Duration::from_secs(60), || async {
+        let (code, out, err) = data::ssh(&dir, &ip, &id, &renewed, &["-W", &rsync_port], &[]);
+        if err.contains("open failed: connect failed") { Ok(()) } else { Err(format!("{code}: {out} {err}")) }
+    })
+    .await;
 
     // Another RemoteCluster for the same cluster cannot take the agents over.
     enable(&env, "source-b", true).await;

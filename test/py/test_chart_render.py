@@ -67,8 +67,8 @@ class Invariants(unittest.TestCase):
             for role in by_kind(docs, "Role"):
                 for rule in role["rules"]:
                     if "secrets" in rule["resources"]:
-                        # Read, and create the agents' host keys; never change or delete an existing Secret.
-                        self.assertEqual(sorted(rule["verbs"]), ["create", "get", "list", "watch"], name)
+                        # Read only: never create, change or delete a Secret.
+                        self.assertEqual(sorted(rule["verbs"]), ["get", "list", "watch"], name)
                     self.assertNotIn("*", rule["verbs"], name)
                     self.assertNotIn("*", rule["resources"], name)
 

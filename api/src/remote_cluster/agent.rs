@@ -98,9 +98,9 @@ pub struct AgentSshSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(extend("default" = DEFAULT_AGENT_SSH_PORT), range(min = 1, max = 65535))]
     pub port: Option<i32>,
-    /// Secret with the agent's Ed25519 SSH host key (OpenSSH PEM under `ssh_host_ed25519_key`), in the
-    /// controller's cluster. Default: a Secret `<remotecluster>-agent-host-key` generated next to the
-    /// RemoteCluster. Every client pins this key.
+    /// Deprecated and ignored (condition AgentsReady says so): earlier versions gave all agents this one SSH
+    /// host key. Each agent now makes its own in memory, which the controller reads from that agent's log and the
+    /// clients pin, so no Secret holds an agent's private key and one node's key cannot pose as another's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key_secret_ref: Option<NamespacedSecretRef>,
     /// Expose the agents through a Service instead of each node's hostPort, for DR clusters that cannot reach the

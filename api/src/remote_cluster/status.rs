@@ -49,8 +49,9 @@ pub struct PvcSyncStatus {
     /// PVC data copies from this cluster that failed since the last success.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failed_syncs: Option<i32>,
-    /// SHA-256 fingerprint of the agents' SSH host key, which every client pins (compare with the agent log line
-    /// "host key loaded").
+    /// No longer set: earlier versions showed the one SSH host key all agents shared. Each agent now makes its
+    /// own at start and logs it ("host key generated", with its fingerprint); clients pin the key of the agent
+    /// they reach.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host_key_fingerprint: Option<String>,
     /// The agent image deployed.

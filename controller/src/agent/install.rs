@@ -151,7 +151,9 @@ pub async fn install(client: &Client, plan: &AgentPlan, owner: &str, timeout: Du
     apply(client, &plan.service_account, timeout).await?;
     apply(client, &plan.role, timeout).await?;
     apply(client, &plan.role_binding, timeout).await?;
-    apply(client, &plan.host_key, timeout).await?;
+    // The host key all agents shared in earlier versions; each agent makes its own now.
+    delete_owned(&Api::<Secret>::namespaced(client.clone(), AGENT_NAMESPACE), AGENT_HOST_KEY_SECRET, owner, timeout)
+        .await?;
     ensure_policy_secret(client, plan, timeout).await?;
     apply(client, &plan.daemon_set, timeout).await?;
     let services: Api<Service> = Api::namespaced(client.clone(), AGENT_NAMESPACE);
@@ -171,7 +173,7 @@ async fn ensure_policy_secret(client: &Client, plan: &AgentPlan, timeout: Durati
         return Ok(());
     }
     let mut secret =
-        Secret { metadata: plan.host_key.metadata.clone(), type_: Some("Opaque".into()), ..Default::default() };
+        Secret { metadata: plan.service_account.metadata.clone(), type_: Some("Opaque".into()), ..Default::default() };
     secret.metadata.name = Some(AGENT_POLICY_SECRET.into());
     match with_timeout("create agent policy Secret", timeout, api.create(&PostParams::default(), &secret)).await {
         Err(Error::Api { source: kube::Error::Api(e), .. }) if e.code == 409 => Ok(()),

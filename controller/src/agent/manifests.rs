@@ -1,18 +1,19 @@
 //! The objects of a source cluster's agent, planned from its RemoteCluster (pure; unit- and snapshot-tested): the
-//! namespace, a service account that may read only the policy Secret, the host-key Secret, the DaemonSet running
-//! `dr-syncer-agent bastion` (non-root, read-only root filesystem, no privileges, no hostPath, no hostNetwork unless
-//! asked) on a hostPort, and — when asked — a NodePort or LoadBalancer Service instead of the hostPort.
+//! namespace, a service account that may read only the policy Secret, the DaemonSet running `dr-syncer-agent
+//! bastion` (non-root, read-only root filesystem, no privileges, no hostPath, no hostNetwork unless asked; each
+//! agent makes its own host key in memory) on a hostPort, and — when asked — a NodePort or LoadBalancer Service
+//! instead of the hostPort.
 
 use std::collections::BTreeMap;
 
 use dr_syncer_api::agent::{
-    AGENT_BINARY, AGENT_HOST_KEY_SECRET, AGENT_METRICS_PORT, AGENT_NAME, AGENT_NAMESPACE, AGENT_POLICY_SECRET,
-    AGENT_USER_ID, BASTION_CONTAINER_PORT, ENV_NODE_NAME, HOST_KEY_SECRET_KEY, LABEL_APP,
+    AGENT_BINARY, AGENT_METRICS_PORT, AGENT_NAME, AGENT_NAMESPACE, AGENT_POLICY_SECRET, AGENT_USER_ID,
+    BASTION_CONTAINER_PORT, ENV_NODE_NAME, LABEL_APP,
 };
 use dr_syncer_api::constants::LABEL_REMOTE_CLUSTER;
 use dr_syncer_api::remote_cluster::{AgentServiceType, DEFAULT_AGENT_SSH_PORT, PvcSyncSpec};
 use k8s_openapi::api::apps::v1::DaemonSet;
-use k8s_openapi::api::core::v1::{Namespace, Secret, Service, ServiceAccount};
+use k8s_openapi::api::core::v1::{Namespace, Service, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use serde_json::{Value, json};
 
@@ -21,10 +22,6 @@ use crate::error::Error;
 /// Annotation on every agent object: the RemoteCluster (`namespace/name` in the controller's cluster) that owns
 /// it. Another RemoteCluster pointing at the same cluster is refused instead of taking the agents over.
 pub const ANNOTATION_AGENT_OWNER: &str = "dr-syncer.io/agent-owner";
-/// Pod-template annotation: fingerprint of the host key, so a new host key rolls the agents.
-pub const ANNOTATION_HOST_KEY: &str = "dr-syncer.io/host-key-fingerprint";
-/// Mount path of the host-key Secret in agent pods.
-const HOST_KEY_DIR: &str = "/etc/dr-syncer/host-key";
 
 /// What the agent objects are planned from.
 #[derive(Clone, Debug)]
@@ -37,14 +34,10 @@ pub struct AgentInput<'a> {
     pub spec: &'a PvcSyncSpec,
     /// Image to run when the spec names none.
     pub default_image: &'a str,
-    /// The host key, OpenSSH PEM.
-    pub host_key_pem: &'a str,
-    /// Its SHA-256 fingerprint.
-    pub host_key_fingerprint: &'a str,
 }
 
-/// The planned objects, in apply order. `Debug` leaves out the host-key Secret (it holds the private key).
-#[derive(Clone, PartialEq)]
+/// The planned objects, in apply order.
+#[derive(Clone, Debug, PartialEq)]
 pub struct AgentPlan {
     /// The agent namespace.
     pub namespace: Namespace,
@@ -54,24 +47,12 @@ pub struct AgentPlan {
     pub role: Role,
     /// Binds [`AgentPlan::role`] to the service account.
     pub role_binding: RoleBinding,
-    /// The host key.
-    pub host_key: Secret,
     /// The bastions.
     pub daemon_set: DaemonSet,
     /// The Service, when `ssh.service` is set.
     pub service: Option<Service>,
     /// The image the DaemonSet runs.
     pub image: String,
-}
-
-impl std::fmt::Debug for AgentPlan {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AgentPlan")
-            .field("image", &self.image)
-            .field("daemon_set", &self.daemon_set)
-            .field("service", &self.service)
-            .finish_non_exhaustive()
-    }
 }
 
 /// Labels on every agent object.
@@ -124,7 +105,7 @@ pub fn plan(input: &AgentInput<'_>) -> Result<AgentPlan, Error> {
     let mut args = vec![
         "bastion".to_string(),
         format!("--listen=0.0.0.0:{BASTION_CONTAINER_PORT}"),
-        format!("--host-key={HOST_KEY_DIR}/{HOST_KEY_SECRET_KEY}"),
+        "--generate-host-key".to_string(),
         format!("--policy-secret={AGENT_NAMESPACE}/{AGENT_POLICY_SECRET}"),
         format!("--metrics-bind-address=0.0.0.0:{AGENT_METRICS_PORT}"),
     ];
@@ -145,8 +126,7 @@ pub fn plan(input: &AgentInput<'_>) -> Result<AgentPlan, Error> {
     };
     let mut pod_labels = deployment.labels.clone().unwrap_or_default();
     pod_labels.extend(labels.clone());
-    let mut pod_annotations = deployment.annotations.clone().unwrap_or_default();
-    pod_annotations.insert(ANNOTATION_HOST_KEY.to_string(), input.host_key_fingerprint.to_string());
+    let pod_annotations = deployment.annotations.clone().unwrap_or_default();
     let tolerations = deployment.tolerations.clone().map(|t| to_value(&t)).transpose()?;
     let probe = json!({"httpGet": {"path": "/healthz", "port": "metrics"}, "periodSeconds": 10, "timeoutSeconds": 3});
 
@@ -169,7 +149,7 @@ pub fn plan(input: &AgentInput<'_>) -> Result<AgentPlan, Error> {
                         "fsGroup": AGENT_USER_ID, "seccompProfile": {"type": "RuntimeDefault"},
                     },
                     "containers": [{
-                        "name": "agent",
+                        "name": super::host_keys::AGENT_CONTAINER,
                         "image": image,
                         "imagePullPolicy": pull_policy,
                         "command": [AGENT_BINARY],
@@ -186,10 +166,7 @@ pub fn plan(input: &AgentInput<'_>) -> Result<AgentPlan, Error> {
                             "readOnlyRootFilesystem": true,
                             "capabilities": {"drop": ["ALL"]},
                         },
-                        "volumeMounts": [{"name": "host-key", "mountPath": HOST_KEY_DIR, "readOnly": true}],
                     }],
-                    "volumes": [{"name": "host-key",
-                                 "secret": {"secretName": AGENT_HOST_KEY_SECRET, "defaultMode": 0o440}}],
                 },
             },
         },
@@ -208,10 +185,6 @@ pub fn plan(input: &AgentInput<'_>) -> Result<AgentPlan, Error> {
         json!({"apiVersion": "v1", "kind": "Service", "metadata": metadata,
                "spec": {"type": s.type_, "selector": {LABEL_APP: AGENT_NAME}, "ports": [port_spec]}})
     });
-    let host_key = json!({
-        "apiVersion": "v1", "kind": "Secret", "metadata": meta(AGENT_HOST_KEY_SECRET), "type": "Opaque",
-        "stringData": {HOST_KEY_SECRET_KEY: input.host_key_pem},
-    });
     Ok(AgentPlan {
         namespace: typed(json!({"apiVersion": "v1", "kind": "Namespace",
             "metadata": {"name": AGENT_NAMESPACE, "labels": labels}}))?,
@@ -225,7 +198,6 @@ pub fn plan(input: &AgentInput<'_>) -> Result<AgentPlan, Error> {
             "metadata": meta(AGENT_NAME),
             "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": AGENT_NAME},
             "subjects": [{"kind": "ServiceAccount", "name": AGENT_NAME, "namespace": AGENT_NAMESPACE}]}))?,
-        host_key: typed(host_key)?,
         daemon_set: typed(daemon_set)?,
         service: service.map(typed).transpose()?,
         image,

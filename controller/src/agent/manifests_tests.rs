@@ -1,16 +1,12 @@
 use super::*;
 use dr_syncer_api::remote_cluster::{AgentDeployment, AgentServiceSpec, AgentSshSpec, ImageSpec};
 
-const PEM: &str = "-----BEGIN OPENSSH PRIVATE KEY-----\nsecret-material\n-----END OPENSSH PRIVATE KEY-----\n";
-
 fn input(spec: &PvcSyncSpec) -> AgentInput<'_> {
     AgentInput {
         owner: "dr-syncer/prod".into(),
         remote_cluster: "prod",
         spec,
         default_image: "localhost:5000/dr-syncer/agent:0.1.0-abc",
-        host_key_pem: PEM,
-        host_key_fingerprint: "SHA256:abc",
     }
 }
 
@@ -31,7 +27,7 @@ fn plan_runs_unprivileged_non_root_read_only_without_host_access_by_default() {
     assert_eq!(c["securityContext"]["privileged"], json!(false));
     assert_eq!(c["securityContext"]["allowPrivilegeEscalation"], json!(false));
     assert_eq!(c["securityContext"]["capabilities"]["drop"], json!(["ALL"]));
-    for v in pod["volumes"].as_array().unwrap() {
+    for v in pod["volumes"].as_array().into_iter().flatten() {
         assert!(v.get("hostPath").is_none(), "no hostPath: {v}");
     }
     assert_eq!(c["ports"][0]["hostPort"], json!(DEFAULT_AGENT_SSH_PORT));
@@ -89,7 +85,6 @@ fn plan_applies_deployment_settings_and_image_override_when_given() {
     assert_eq!(plan.image, "registry/agent:0.1.0-abc");
     assert_eq!(ds["spec"]["template"]["spec"]["nodeSelector"], json!({"disk": "ssd"}));
     assert_eq!(ds["spec"]["template"]["metadata"]["labels"]["team"], json!("sre"));
-    assert_eq!(ds["spec"]["template"]["metadata"]["annotations"][ANNOTATION_HOST_KEY], json!("SHA256:abc"));
     assert_eq!(ds["metadata"]["annotations"][ANNOTATION_AGENT_OWNER], json!("dr-syncer/prod"));
 }
 
@@ -110,10 +105,14 @@ fn image_splits_tag_from_registry_port_when_reference_has_both() {
 }
 
 #[test]
-fn debug_output_leaves_out_the_private_host_key() {
-    let spec = PvcSyncSpec::default();
+fn plan_has_each_agent_make_its_own_host_key_when_planned() {
+    let spec = PvcSyncSpec { enabled: Some(true), ..Default::default() };
     let plan = plan(&input(&spec)).unwrap();
-    let text = format!("{plan:?}");
-    assert!(!text.contains("secret-material"), "{text}");
-    assert!(serde_json::to_string(&plan.host_key).unwrap().contains("secret-material"));
+    let pod = pod(&plan);
+    let args = pod["containers"][0]["args"].as_array().unwrap();
+    assert!(args.contains(&json!("--generate-host-key")), "{args:?}");
+    assert!(!args.iter().any(|a| a.as_str().unwrap().starts_with("--host-key")), "{args:?}");
+    assert!(pod["volumes"].as_array().is_none_or(|v| v.is_empty()), "no key volume: {}", pod["volumes"]);
+    let role = serde_json::to_string(&plan.role).unwrap();
+    assert!(!role.contains("host-key"), "{role}");
 }

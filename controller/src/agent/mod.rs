@@ -2,7 +2,7 @@
 //! RemoteCluster's client, and reporting their state.
 
 pub mod finalizer;
-pub mod host_key;
+pub mod host_keys;
 pub mod install;
 pub mod manifests;
 pub mod probe;
@@ -27,7 +27,7 @@ pub fn enabled(rc: &RemoteCluster) -> bool {
 }
 
 /// Installs, upgrades or removes the agents of `rc` in its cluster (`remote`), as its spec asks, and reads back
-/// how they run. `local` is the controller's own cluster, where the host key is kept; `scope` the one namespace
+/// how they run. `local` is the controller's own cluster; `scope` the one namespace
 /// the controller watches, if any.
 pub async fn reconcile(
     local: &Client,
@@ -61,17 +61,11 @@ async fn install_and_read(
     (default_image, scope): (&str, Option<&str>),
     timeout: Duration,
 ) -> Result<AgentOutcome, Error> {
-    let key = host_key::ensure(local, rc, timeout).await?;
+    // Agents make their own host keys now; the shared one of an earlier version goes.
+    host_keys::remove_legacy(local, rc, timeout).await?;
     let spec = rc.spec.pvc_sync.clone().unwrap_or_default();
     let name = rc.name_any();
-    let input = manifests::AgentInput {
-        owner: owner.to_string(),
-        remote_cluster: &name,
-        spec: &spec,
-        default_image,
-        host_key_pem: &key.private_openssh,
-        host_key_fingerprint: &key.fingerprint,
-    };
+    let input = manifests::AgentInput { owner: owner.to_string(), remote_cluster: &name, spec: &spec, default_image };
     let plan = manifests::plan(&input)?;
     install::install(remote, &plan, owner, timeout).await?;
     // Keys of deleted mappings (or ones that stopped copying data) are revoked even if the controller missed it.
@@ -79,7 +73,12 @@ async fn install_and_read(
         tracing::warn!(remote_cluster = %owner, reason = failure.reason, message = %failure.message, "stale agent keys not revoked yet");
     }
     let observed = install::read(remote, timeout).await?;
-    Ok(AgentOutcome::Installed { observed, fingerprint: key.fingerprint.clone(), image: plan.image.clone() })
+    Ok(AgentOutcome::Installed { observed, image: plan.image.clone(), key_secret_ignored: key_secret_ignored(rc) })
+}
+
+/// Whether `rc` still names a host-key Secret (`spec.pvcSync.ssh.keySecretRef`), which no agent uses any more.
+fn key_secret_ignored(rc: &RemoteCluster) -> bool {
+    rc.spec.pvc_sync.as_ref().and_then(|p| p.ssh.as_ref()).is_some_and(|s| s.key_secret_ref.is_some())
 }
 
 fn failed(e: &Error) -> AgentOutcome {

@@ -1,13 +1,13 @@
 //! The ClusterMapping's check of the data path, from the DR cluster: a short-lived pod there runs
 //! `dr-syncer-agent probe`, an SSH handshake with the agent of every source node at the address the copy Jobs use,
-//! the agents' host key pinned. Results are kept for [`RECHECK`] unless the agents change, so a healthy pairing
-//! starts one pod per interval, not one per verification.
+//! each agent's own host key pinned (read from its log, as the copies do). Results are kept for [`RECHECK`] unless
+//! the agents change, so a healthy pairing starts one pod per interval, not one per verification.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use dr_syncer_agent::probe::{ProbeResult, Target};
+use dr_syncer_agent::probe::{KnownKey, ProbeResult, Target};
 use dr_syncer_api::agent::{AGENT_BINARY, AGENT_NAME, AGENT_NAMESPACE, AGENT_USER_ID, LABEL_APP};
 use dr_syncer_api::cluster_mapping::{ConnectionDetail, ConnectionStatus};
 use dr_syncer_api::constants::{
@@ -55,10 +55,14 @@ pub fn all_connected(status: &ConnectionStatus) -> bool {
     status.total_source_agents > 0 && status.connected_agents == status.total_source_agents
 }
 
-/// The probe pod (pure): the agent image as user 65532, nothing mounted, no token, handshakes with `targets`.
-pub fn probe_pod(name: &str, mapping: (&str, &str), image: &str, host_key: &str, targets: &[Target]) -> Pod {
-    let mut args = vec!["probe".to_string(), "--host-key".into(), host_key.to_string(), "--timeout".into()];
-    args.push(humantime::format_duration(HANDSHAKE).to_string());
+/// The probe pod (pure): the agent image as user 65532, nothing mounted, no token, handshakes with `targets`, each
+/// accepting the `known` keys for its node.
+pub fn probe_pod(name: &str, mapping: (&str, &str), image: &str, known: &[KnownKey], targets: &[Target]) -> Pod {
+    let mut args = vec!["probe".to_string(), "--timeout".into(), humantime::format_duration(HANDSHAKE).to_string()];
+    for key in known {
+        args.push("--host-key".into());
+        args.push(key.to_arg());
+    }
     for target in targets {
         args.push("--target".into());
         args.push(target.to_arg());
@@ -123,7 +127,7 @@ pub struct Check<'a> {
     pub source: &'a Client,
     /// Client of the target (DR) cluster, where the probe pod runs.
     pub target: &'a Client,
-    /// How the agents are reached and their host key.
+    /// How the agents are reached.
     pub access: &'a AgentAccess,
     /// The agent image.
     pub image: &'a str,
@@ -141,9 +145,10 @@ pub async fn check(c: &Check<'_>, cache: &ProbeCache) -> Result<ConnectionStatus
     let params = ListParams::default().labels(&format!("{LABEL_APP}={AGENT_NAME}"));
     let list = with_timeout("list agent pods", t, agents.list(&params)).await.map_err(|e| e.to_string())?;
     let mut nodes: Vec<String> = list.items.iter().filter_map(|p| p.spec.as_ref()?.node_name.clone()).collect();
+    let agents: Vec<Pod> = list.items.into_iter().filter(super::host_keys::serving).collect();
     nodes.sort();
     nodes.dedup();
-    let mut targets = Vec::new();
+    let mut targets: Vec<Target> = Vec::new();
     let mut missing = HashMap::new();
     for node in &nodes {
         match agent_address(c.source, c.access, node, t).await {
@@ -154,26 +159,49 @@ pub async fn check(c: &Check<'_>, cache: &ProbeCache) -> Result<ConnectionStatus
         }
     }
     let key = format!("{}/{}", c.mapping.0, c.mapping.1);
-    let signature = format!("{}|{:?}", c.access.host_key, targets);
+    // The agents' keys change only with their pods and containers, so those stand for the keys here.
+    let identities: Vec<String> = agents.iter().map(super::host_keys::identity).collect();
+    let signature = format!("{identities:?}|{targets:?}");
     if let Some(status) = cache.get(&key, &signature) {
         return Ok(status);
     }
+    let mut known = Vec::new();
+    for read in super::host_keys::keys_of(c.source, &agents, t).await {
+        match read {
+            // Behind a Service any agent may answer a target; otherwise only the node's own.
+            Ok(k) => known.push(KnownKey {
+                node: (!c.access.service).then(|| k.node.clone()),
+                key: dr_syncer_agent::keys::public_from_openssh(&k.key, "agent host key").map_err(|e| e.to_string())?,
+            }),
+            Err(failure) => {
+                tracing::warn!(reason = failure.reason, message = %failure.message, "agent host key not read");
+            }
+        }
+    }
+    targets.retain(|target| {
+        let pinned = known.iter().any(|k| k.node.as_deref().is_none_or(|n| n == target.node));
+        if !pinned {
+            let why = format!("the agent on node {} is not running or logged no host key", target.node);
+            missing.insert(target.node.clone(), why);
+        }
+        pinned
+    });
     let (results, target_node) =
-        if targets.is_empty() { (Vec::new(), String::new()) } else { run_pod(c, &targets).await? };
+        if targets.is_empty() { (Vec::new(), String::new()) } else { run_pod(c, &targets, &known).await? };
     let status = fold(&nodes, &results, &missing, &target_node);
     cache.put(&key, signature, &status);
     Ok(status)
 }
 
 /// Runs the probe pod to its end; returns its result lines and the node it ran on. The pod is always deleted.
-async fn run_pod(c: &Check<'_>, targets: &[Target]) -> Result<(Vec<ProbeResult>, String), String> {
+async fn run_pod(c: &Check<'_>, targets: &[Target], known: &[KnownKey]) -> Result<(Vec<ProbeResult>, String), String> {
     let t = c.timeout;
     ensure_namespace(c.target, t).await?;
     let pods: Api<Pod> = Api::namespaced(c.target.clone(), AGENT_NAMESPACE);
     let suffix: u32 = rand::random();
     let hash = crate::data::short_hash(&format!("{}/{}", c.mapping.0, c.mapping.1));
     let name = format!("dr-syncer-probe-{}-{:08x}", &hash[..10], suffix);
-    let pod = probe_pod(&name, c.mapping, c.image, c.access.host_key.as_str(), targets);
+    let pod = probe_pod(&name, c.mapping, c.image, known, targets);
     with_timeout(format!("create Pod {AGENT_NAMESPACE}/{name}"), t, pods.create(&PostParams::default(), &pod))
         .await
         .map_err(|e| format!("cannot start the probe pod in the target cluster: {e}"))?;
@@ -260,7 +288,10 @@ mod tests {
     fn probe_pod_runs_unprivileged_without_token_and_names_every_target() {
         let host = dr_syncer_agent::address::Host::parse("10.0.0.1", false).unwrap();
         let targets = [Target { node: "n1".into(), host, port: 2222 }];
-        let pod = probe_pod("p", ("ops", "pair"), "img:1", "ssh-ed25519 AAAA", &targets);
+        let key = dr_syncer_agent::keys::generate("agent").unwrap();
+        let public = dr_syncer_agent::keys::public_from_openssh(&key.public_openssh, "k").unwrap();
+        let known = [KnownKey { node: Some("n1".into()), key: public }];
+        let pod = probe_pod("p", ("ops", "pair"), "img:1", &known, &targets);
         let spec = pod.spec.unwrap();
         assert_eq!(spec.automount_service_account_token, Some(false));
         let container = &spec.containers[0];
@@ -268,6 +299,9 @@ mod tests {
         assert_eq!((sc.read_only_root_filesystem, sc.allow_privilege_escalation), (Some(true), Some(false)));
         let args = container.args.clone().unwrap();
         assert!(args.windows(2).any(|w| w == ["--target", "n1=10.0.0.1:2222"]), "{args:?}");
-        assert!(args.windows(2).any(|w| w == ["--host-key", "ssh-ed25519 AAAA"]), "{args:?}");
+        assert!(
+            args.windows(2).any(|w| w[0] == "--host-key" && KnownKey::parse(&w[1]).unwrap() == known[0]),
+            "{args:?}"
+        );
     }
 }

@@ -28,7 +28,17 @@ impl Failure {
 }
 
 impl From<crate::error::Error> for Failure {
+    /// An API error keeps what the API server said (a refused permission names the verb and resource to grant),
+    /// with reason `Forbidden` or `Unauthorized` for those answers.
     fn from(error: crate::error::Error) -> Failure {
+        if let crate::error::Error::Api { source: kube::Error::Api(status), .. } = &error {
+            let reason = match status.code {
+                401 => "Unauthorized",
+                403 => "Forbidden",
+                _ => error.reason(),
+            };
+            return Failure::transient(reason, format!("{error}: {}", status.message));
+        }
         Failure::transient(error.reason(), error.to_string())
     }
 }
@@ -47,8 +57,10 @@ const PATTERNS: &[(&str, &str, bool)] = &[
     ("No space left on device", "NoSpace", true),
     ("Disk quota exceeded", "NoSpace", true),
     ("Permission denied (publickey", "AuthRefused", true),
-    ("Host key verification failed", "HostKeyMismatch", true),
-    ("REMOTE HOST IDENTIFICATION HAS CHANGED", "HostKeyMismatch", true),
+    // Transient: a retry pins the keys read anew, so an agent or pod that restarted in between is taken; a host
+    // that keeps presenting another key keeps failing, with this reason.
+    ("Host key verification failed", "HostKeyMismatch", false),
+    ("REMOTE HOST IDENTIFICATION HAS CHANGED", "HostKeyMismatch", false),
     ("Read-only file system", "DestinationReadOnly", true),
     ("administratively prohibited", "TargetRefused", false),
     ("Connection refused", "Network", false),
@@ -102,6 +114,20 @@ fn last_lines(text: &str, n: usize) -> String {
 mod tests {
     use super::*;
 
+    #[test]
+    fn api_errors_keep_the_servers_words_and_name_refused_permissions() {
+        let api = |code: u16, message: &str| crate::error::Error::Api {
+            what: "log of Pod p".into(),
+            source: kube::Error::Api(Box::new(kube::core::Status::failure(message, "").with_code(code))),
+        };
+        let cases = [(403, "Forbidden"), (401, "Unauthorized"), (500, "ApiError")];
+        for (code, reason) in cases {
+            let failure = Failure::from(api(code, "pods \"p\" is forbidden: cannot get resource \"pods/log\""));
+            assert_eq!((failure.reason, failure.permanent), (reason, false), "{code}");
+            assert!(failure.message.contains("log of Pod p") && failure.message.contains("pods/log"), "{failure:?}");
+        }
+    }
+
     fn done(exit_code: i32, message: &str) -> Report {
         Report::Done {
             step: "copy".into(),
@@ -121,7 +147,7 @@ mod tests {
             (24, "file has vanished: \"/data/x\"", Ok(())),
             (11, "rsync: write failed on \"/data/big\": No space left on device (28)", Err(("NoSpace", true))),
             (255, "dr-syncer@source: Permission denied (publickey).", Err(("AuthRefused", true))),
-            (255, "Host key verification failed.", Err(("HostKeyMismatch", true))),
+            (255, "Host key verification failed.", Err(("HostKeyMismatch", false))),
             (255, "channel 0: open failed: administratively prohibited: ", Err(("TargetRefused", false))),
             (255, "ssh: connect to host 10.0.0.1 port 2222: Connection refused", Err(("Network", false))),
             (12, "rsync: connection unexpectedly closed (0 bytes received so far)", Err(("Network", false))),

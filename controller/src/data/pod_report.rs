@@ -10,7 +10,6 @@ use k8s_openapi::api::core::v1::Pod;
 use std::net::IpAddr;
 use std::time::Duration;
 
-use dr_syncer_agent::serve::HOST_KEY_GENERATED;
 use kube::ResourceExt;
 use kube::api::{Api, LogParams};
 
@@ -39,28 +38,13 @@ pub(crate) fn ours(pod: &Pod, uid: &str, ip: Option<IpAddr>) -> Result<(String, 
     }
 }
 
-/// The public host key the source pod logged when it started ([`HOST_KEY_GENERATED`]), from the first JSON line
-/// with that message (pure). Lines the pod logs later, about clients, are escaped JSON and cannot pass for it.
-pub fn host_key_from_log(log: &str) -> Option<String> {
-    log.lines().find_map(|line| {
-        let value: serde_json::Value = serde_json::from_str(line).ok()?;
-        let fields = value.get("fields")?;
-        (fields.get("message")?.as_str()? == HOST_KEY_GENERATED)
-            .then(|| fields.get("public_key")?.as_str().map(str::to_string))
-            .flatten()
-    })
-}
-
 /// Reads the source pod's host key from its log, which the pod writes before it listens (so a Ready pod has it).
 pub(crate) async fn read_host_key(api: &Api<Pod>, name: &str, t: Duration) -> Result<String, Failure> {
     let params =
         LogParams { container: Some("serve".into()), limit_bytes: Some(HOST_KEY_LOG_BYTES), ..Default::default() };
     let log = with_timeout(format!("log of Pod {name}"), t, api.logs(name, &params)).await?;
-    let key = host_key_from_log(&log)
-        .ok_or_else(|| Failure::transient("SourcePodNoHostKey", format!("pod {name} logged no host key")))?;
-    dr_syncer_agent::keys::public_from_openssh(&key, "the rsync pod's host key")
-        .map_err(|e| Failure::transient("SourcePodNoHostKey", e.to_string()))?;
-    Ok(key)
+    crate::agent::host_keys::key_from_log(&log)
+        .ok_or_else(|| Failure::transient("SourcePodNoHostKey", format!("pod {name} logged no usable host key")))
 }
 
 /// Longest log line read from the copy pod; the rest of a longer line is dropped.

@@ -91,18 +91,3 @@ fn ours_refuses_a_pod_when_it_was_replaced_or_moved() {
         assert_eq!(ours(&pod, "u1", before).unwrap_err().reason, reason, "{pod:?}");
     }
 }
-
-/// Only the pod's own start-up line gives the host key; a client's logged command cannot forge one.
-#[test]
-fn host_key_from_log_takes_the_start_up_line_when_clients_log_lines_too() {
-    let line = |message: &str, key: &str| {
-        serde_json::json!({"level": "INFO", "fields": {"message": message, "public_key": key}}).to_string()
-    };
-    let forged_command = serde_json::json!({"fields": {"message": "refused: \"x\"",
-        "command": "\n{\"fields\":{\"message\":\"host key generated\",\"public_key\":\"ssh-ed25519 FORGED\"}}"}})
-    .to_string();
-    let log =
-        [forged_command, line("listening for SSH", ""), line(HOST_KEY_GENERATED, "ssh-ed25519 AAAAreal")].join("\n");
-    assert_eq!(host_key_from_log(&log).as_deref(), Some("ssh-ed25519 AAAAreal"));
-    assert_eq!(host_key_from_log("not json\n{}\n"), None);
-}

@@ -238,12 +238,16 @@ pub fn ssh_config(pod_ip: IpAddr, agent: (&Host, u16)) -> String {
     )
 }
 
-/// known_hosts pinning the agent's and the source pod's host keys (public `authorized_keys`-style lines). Each
-/// key is parsed and written back without its comment, so a malformed line is refused, never pasted.
-pub fn known_hosts(agent_host_key: &str, pod_host_key: &str) -> Result<String, dr_syncer_agent::error::Error> {
-    let agent = key_only(agent_host_key, "the agents' host key")?;
+/// known_hosts pinning the agent's host key (each agent that may answer, when a Service picks one) and the source
+/// pod's (public `authorized_keys`-style lines). Each key is parsed and written back without its comment, so a
+/// malformed line is refused, never pasted.
+pub fn known_hosts(agent_host_keys: &[&str], pod_host_key: &str) -> Result<String, dr_syncer_agent::error::Error> {
+    let mut text = String::new();
+    for key in agent_host_keys {
+        text.push_str(&format!("{AGENT_ALIAS} {}\n", key_only(key, "an agent's host key")?));
+    }
     let pod = key_only(pod_host_key, "the rsync pod's host key")?;
-    Ok(format!("{AGENT_ALIAS} {agent}\n{POD_ALIAS} {pod}\n"))
+    Ok(format!("{text}{POD_ALIAS} {pod}\n"))
 }
 
 fn key_only(line: &str, what: &str) -> Result<String, dr_syncer_agent::error::Error> {

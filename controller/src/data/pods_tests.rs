@@ -89,11 +89,15 @@ fn ssh_files_pin_both_host_keys_by_alias_when_written() {
     let config = ssh_config("10.97.0.9".parse().unwrap(), (&agent, 2222));
     assert!(config.contains("StrictHostKeyChecking yes") && !config.contains("StrictHostKeyChecking no"));
     assert!(config.contains("HostName 10.97.0.9") && config.contains("ProxyJump agent"));
-    let (a, p) = (dr_syncer_agent::keys::generate("agent@x").unwrap(), dr_syncer_agent::keys::generate("p").unwrap());
-    let known = known_hosts(&a.public_openssh, &p.public_openssh).unwrap();
+    let generate = |c: &str| dr_syncer_agent::keys::generate(c).unwrap().public_openssh;
+    let (a, b, p) = (generate("agent@x"), generate("agent@y"), generate("p"));
     let strip = |line: &str| line.rsplit_once(' ').unwrap().0.to_string();
+    let known = known_hosts(&[&a], &p).unwrap();
+    assert_eq!(known, format!("dr-syncer-agent {}\ndr-syncer-rsync-pod {}\n", strip(&a), strip(&p)));
+    // Behind a Service any agent may answer: each one's key is pinned under the alias.
+    let known = known_hosts(&[&a, &b], &p).unwrap();
     let expected =
-        format!("dr-syncer-agent {}\ndr-syncer-rsync-pod {}\n", strip(&a.public_openssh), strip(&p.public_openssh));
+        format!("dr-syncer-agent {}\ndr-syncer-agent {}\ndr-syncer-rsync-pod {}\n", strip(&a), strip(&b), strip(&p));
     assert_eq!(known, expected);
 }
 
@@ -103,8 +107,9 @@ fn known_hosts_refuses_a_key_line_when_it_carries_more_than_a_key() {
     let key = dr_syncer_agent::keys::generate("k").unwrap().public_openssh;
     for bad in [format!("{key}\n* ssh-ed25519 AAAAother"), "ssh-ed25519 AAAA@cert-authority".to_string(), String::new()]
     {
-        assert!(known_hosts(&bad, &key).is_err(), "{bad:?}");
-        assert!(known_hosts(&key, &bad).is_err(), "{bad:?}");
+        assert!(known_hosts(&[&bad], &key).is_err(), "{bad:?}");
+        assert!(known_hosts(&[&key, &bad], &key).is_err(), "{bad:?}");
+        assert!(known_hosts(&[&key], &bad).is_err(), "{bad:?}");
     }
 }
 

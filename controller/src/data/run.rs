@@ -18,6 +18,7 @@ use super::keys::StoredKey;
 use super::pod_report::{self, pod_reason, pod_result, read_progress};
 use super::pods::{self, CopyInput, ROLE_COPY, ROLE_SOURCE};
 use super::policy::{self, Edit};
+use crate::agent::host_keys;
 use crate::error::with_timeout;
 
 /// Longest wait for a pod of the copy to start.
@@ -28,8 +29,6 @@ const POLL: Duration = Duration::from_secs(1);
 /// How the DR cluster reaches the source agents.
 #[derive(Clone, Debug)]
 pub struct AgentAccess {
-    /// The agents' public host key (`ssh-ed25519 AAAA…`), pinned.
-    pub host_key: String,
     /// hostPort of the agents (`pvcSync.ssh.port`).
     pub port: u16,
     /// Whether the agents are reached through their Service instead of the node's address.
@@ -157,6 +156,7 @@ async fn run(
     };
     policy::edit(ctx.source, &Edit::AddTarget { node: node.clone(), mapping: ctx.mapping_id.into(), address }, t)
         .await?;
+    let node_name = node.clone();
     cleanup.target = Some((node, address));
     // Still ours, at that address, now that the agent relays to it (its host key was read from our pod's log).
     let current = with_timeout(format!("get Pod {pod_name}"), t, pods_api.get(&pod_name)).await?;
@@ -167,7 +167,10 @@ async fn run(
     let job = pods::copy_job(input);
     let job_name = job.name_any();
     let config = pods::ssh_config(ip, (&agent.0, agent.1));
-    let known = pods::known_hosts(&ctx.agent.host_key, &pod_host_key)
+    // The host key of the agent on the pod's node (of every agent, when a Service picks one), from its own log.
+    let agent_keys = host_keys::read(ctx.source, (!ctx.agent.service).then_some(node_name.as_str()), t).await?;
+    let agent_keys: Vec<&str> = agent_keys.iter().map(|k| k.key.as_str()).collect();
+    let known = pods::known_hosts(&agent_keys, &pod_host_key)
         .map_err(|e| Failure::permanent("InvalidHostKey", e.to_string()))?;
     let created = with_timeout(format!("create Job {job_name}"), t, jobs.create(&post, &job)).await?;
     cleanup.job = true;

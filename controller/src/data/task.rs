@@ -108,11 +108,9 @@ async fn run_inner(
         ));
     }
     let t = ctx.settings.sync_api_timeout;
-    let host_key = crate::agent::host_key::ensure(&ctx.client, &request.source_rc, t).await?;
     let pvc_sync = request.source_rc.spec.pvc_sync.clone().unwrap_or_default();
     let ssh = pvc_sync.ssh.clone().unwrap_or_default();
     let agent = AgentAccess {
-        host_key: host_key.public_openssh.clone(),
         port: ssh.port.unwrap_or(dr_syncer_api::remote_cluster::DEFAULT_AGENT_SSH_PORT) as u16,
         service: ssh.service.is_some(),
     };

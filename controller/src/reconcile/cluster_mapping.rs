@@ -182,11 +182,9 @@ async fn check_agents(ctx: &Context, ns: &str, cm: &ClusterMapping) -> AgentsRes
         let target = target.map_err(|e| e.to_string())?;
         let source_conn = ctx.registry.connect(&ctx.client, &rc, t).await.map_err(|e| e.to_string())?;
         let target_conn = ctx.registry.connect(&ctx.client, &target, t).await.map_err(|e| e.to_string())?;
-        let key = crate::agent::host_key::ensure(&ctx.client, &rc, t).await.map_err(|e| e.to_string())?;
         let pvc_sync = rc.spec.pvc_sync.clone().unwrap_or_default();
         let ssh = pvc_sync.ssh.clone().unwrap_or_default();
         let access = crate::data::run::AgentAccess {
-            host_key: key.public_openssh.clone(),
             port: ssh.port.unwrap_or(dr_syncer_api::remote_cluster::DEFAULT_AGENT_SSH_PORT) as u16,
             service: ssh.service.is_some(),
         };

@@ -9,7 +9,7 @@ use dr_syncer_agent::keys;
 use dr_syncer_api::agent::{AGENT_NAME, AGENT_NAMESPACE, AGENT_POLICY_SECRET, LABEL_APP};
 use dr_syncer_api::constants::LABEL_DATA_ROLE;
 use dr_syncer_api::namespace_mapping::{PvcDataPhase, PvcDataStatus};
-use dr_syncer_controller::agent::host_key;
+use dr_syncer_controller::agent::host_keys;
 use dr_syncer_testlab::eventually_async;
 use k8s_openapi::api::apps::v1::DaemonSet;
 use k8s_openapi::api::batch::v1::Job;
@@ -41,8 +41,13 @@ pub async fn remove_leftover_agents(source: &Client) {
 
 /// Enables `pvcSync` on RemoteCluster `source` (with `extra` merged into it) and waits for Ready agents.
 pub async fn enable_agents(env: &Env, extra: Value) -> Agents {
+    enable_agents_with(env, "source-kubeconfig", extra).await
+}
+
+/// [`enable_agents`] with the source kubeconfig in Secret `kubeconfig_secret`.
+pub async fn enable_agents_with(env: &Env, kubeconfig_secret: &str, extra: Value) -> Agents {
     remove_leftover_agents(&env.source_client).await;
-    let mut rc = remote_cluster("source", "source-kubeconfig");
+    let mut rc = remote_cluster("source", kubeconfig_secret);
     let mut pvc_sync = json!({"enabled": true});
     if let (Some(target), Some(add)) = (pvc_sync.as_object_mut(), extra.as_object()) {
         target.extend(add.clone());
@@ -55,10 +60,20 @@ pub async fn enable_agents(env: &Env, extra: Value) -> Agents {
         if phase.as_deref() == Some("Ready") { Ok(()) } else { Err(format!("{phase:?}")) }
     })
     .await;
-    let secrets: Api<Secret> = Api::namespaced(env.dr_client.clone(), env.ctl.name());
-    let held = secrets.get(&host_key::generated_secret_name("source")).await.unwrap();
-    let host = host_key::from_secret(&held, "host key").unwrap();
-    Agents { host_public: host.public_openssh.clone(), node: node_ip(&env.source_client).await }
+    let node = node_ip(&env.source_client).await;
+    Agents { host_public: agent_host_key(&env.source_client, &node.0).await, node }
+}
+
+/// The host key the agent on `node` logged, as the controller reads it (waits for a running agent).
+pub async fn agent_host_key(source: &Client, node: &str) -> String {
+    eventually_async("agent host key", DATA_WAIT, || async {
+        let keys = host_keys::read(source, Some(node), Duration::from_secs(10)).await.map_err(|f| f.message)?;
+        match keys.as_slice() {
+            [one] => Ok(one.key.clone()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await
 }
 
 /// Name and InternalIP of the (only) node of a lab cluster.
