@@ -1,6 +1,8 @@
-//! Immutable-field changes on real API servers, per `immutableResourceConfig`: NoChange leaves the DR object and
-//! says so per object; the per-object label overrides the default; Recreate, PartialUpdate, RecreateWithPodDrain and
-//! ForceUpdate (past a finalizer) apply the change.
+//! Immutable-field changes on real API servers, per `immutableResourceConfig`, recognised by the API's structured
+//! answer (a dry-run create of the refused object), not its words: NoChange leaves the DR object and says so per
+//! object; the per-object label overrides the default; Recreate, PartialUpdate, RecreateWithPodDrain and ForceUpdate
+//! apply the change — ForceUpdate without removing another controller's finalizer. A PersistentVolumeClaim is never
+//! deleted by the default handling (`VolumeKept`), only when an override names its type.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
@@ -96,7 +98,8 @@ async fn immutable_changes_follow_the_chosen_handling() {
     .await;
     assert!(web_before["spec"]["clusterIP"].as_str().is_some_and(|ip| ip != "None"));
 
-    // The DR copy of the locked ConfigMap gets a finalizer nobody removes: only ForceUpdate gets past it.
+    // The DR copy of the locked ConfigMap gets another controller's finalizer: ForceUpdate deletes at once but leaves
+    // that finalizer to its owner.
     let cms: kube::Api<k8s_openapi::api::core::v1::ConfigMap> = kube::Api::namespaced(env.dr_client.clone(), &dst);
     let fin = json!({"metadata": {"finalizers": ["example.com/hold"]}});
     cms.patch("locked", &PatchParams::default(), &Patch::Merge(&fin)).await.unwrap();
@@ -114,8 +117,9 @@ async fn immutable_changes_follow_the_chosen_handling() {
     assert!(entry.error.as_deref().is_some_and(|e| e.starts_with("ImmutableFieldChanged")), "{entry:?}");
     let web = get(&env.dr_client, "v1", "Service", &dst, "web").await.unwrap();
     assert_eq!(web["metadata"]["uid"], web_before["metadata"]["uid"], "NoChange leaves the DR object");
+    // The locked ConfigMap waits for its finalizer's owner (below): that failure comes first in Synced for now.
     let synced = s.conditions.iter().find(|c| c.type_ == "Synced").unwrap();
-    assert_eq!(synced.reason, "ImmutableFieldChanged", "{synced:?}");
+    assert_eq!(synced.reason, "ObjectsFailed", "{synced:?}");
     let counts = s.resource_counts.iter().find(|k| k.kind == "Service").unwrap();
     assert_eq!(counts.immutable, 1, "{counts:?}");
 
@@ -127,7 +131,18 @@ async fn immutable_changes_follow_the_chosen_handling() {
     let db = db.unwrap_or_else(|| panic!("the DR StatefulSet db is recreated: {:?}", s.resource_status));
     assert_eq!(db["spec"]["serviceName"], "db-b", "RecreateWithPodDrain applied the change");
     let locked = get(&env.dr_client, "v1", "ConfigMap", &dst, "locked").await.unwrap();
-    assert_eq!(locked["data"]["v"], "2", "ForceUpdate got past the finalizer");
+    assert_eq!(locked["metadata"]["finalizers"], json!(["example.com/hold"]), "another controller's finalizer stays");
+    assert!(locked["metadata"]["deletionTimestamp"].is_string(), "deleted, waiting for its finalizer: {locked}");
+    let entry = s.resource_status.iter().find(|r| r.name == "locked").expect("a status entry for locked");
+    assert!(entry.error.as_deref().is_some_and(|e| e.contains("DeleteTimeout")), "{entry:?}");
+    // Its owner lets go: the next sync creates it anew with the change.
+    let release = json!({"metadata": {"finalizers": null}});
+    cms.patch("locked", &PatchParams::default(), &Patch::Merge(&release)).await.unwrap();
+    let s = trigger(&env, "im", &spec, "2b").await;
+    let locked = get(&env.dr_client, "v1", "ConfigMap", &dst, "locked").await.unwrap();
+    assert_eq!(locked["data"]["v"], "2", "ForceUpdate applied the change once the finalizer went");
+    let synced = s.conditions.iter().find(|c| c.type_ == "Synced").unwrap();
+    assert_eq!(synced.reason, "ImmutableFieldChanged", "web is still left as it is: {synced:?}");
 
     // The per-object label switches web to Recreate: the next sync replaces it.
     let label = json!({"metadata": {"labels": {LABEL: "Recreate"}}});
@@ -142,4 +157,45 @@ async fn immutable_changes_follow_the_chosen_handling() {
     })
     .await;
     assert!(env.event_reasons("im").await.iter().any(|r| r == "ImmutableFieldChangeApplied"));
+}
+
+fn claim(access_modes: &[&str]) -> Value {
+    json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "data"},
+        "spec": {"accessModes": access_modes, "resources": {"requests": {"storage": "8Mi"}}}})
+}
+
+/// The DR claim holds the replicated data: a change the API refuses in place never deletes it by the default handling
+/// (even ForceUpdate) or a label; an override naming the type does.
+#[tokio::test]
+async fn a_claim_is_never_recreated_unless_an_override_names_its_type() {
+    let env = Env::start("immut-pvc").await;
+    let src = TestNamespace::create(&env.source, "immut-pvc-src").await;
+    let dst = unique_name("immut-pvc-dst");
+    let _g = TestNamespace::guard(&env.dr, &dst);
+    apply(&env.source_client, src.name(), &claim(&["ReadWriteOnce"])).await;
+    let mut spec = json!({"sourceNamespace": src.name(), "destinationNamespace": dst,
+        "clusterMappingRef": {"name": "pair"}, "replicationMode": "Manual",
+        "resourceTypes": ["persistentvolumeclaims"],
+        "immutableResourceConfig": {"defaultHandling": "ForceUpdate", "forceDeleteTimeout": "30s"}});
+    trigger(&env, "vol", &spec, "1").await;
+    let before = get(&env.dr_client, "v1", "PersistentVolumeClaim", &dst, "data").await.unwrap();
+
+    let mut labelled = claim(&["ReadWriteOnce", "ReadOnlyMany"]);
+    labelled["metadata"]["labels"] = json!({LABEL: "Recreate"});
+    replace(&env, src.name(), "v1", "PersistentVolumeClaim", &labelled).await;
+    let s = trigger(&env, "vol", &spec, "2").await;
+    let entry = s.resource_status.iter().find(|r| r.name == "data").expect("a status entry for the claim");
+    assert!(entry.error.as_deref().is_some_and(|e| e.starts_with("VolumeKept")), "{entry:?}");
+    let kept = get(&env.dr_client, "v1", "PersistentVolumeClaim", &dst, "data").await.unwrap();
+    assert_eq!(kept["metadata"]["uid"], before["metadata"]["uid"], "the DR claim and its data stay");
+    assert!(kept["metadata"]["deletionTimestamp"].is_null(), "{kept}");
+
+    spec["immutableResourceConfig"]["resourceOverrides"] = json!({"persistentvolumeclaims": "Recreate"});
+    trigger(&env, "vol", &spec, "3").await;
+    eventually_async("the claim recreated as the override asks", WAIT, || async {
+        let now = get(&env.dr_client, "v1", "PersistentVolumeClaim", &dst, "data").await.ok_or("missing")?;
+        let modes = now["spec"]["accessModes"].as_array().map(Vec::len).unwrap_or(0);
+        if now["metadata"]["uid"] != before["metadata"]["uid"] && modes == 2 { Ok(()) } else { Err(format!("{now}")) }
+    })
+    .await;
 }

@@ -190,7 +190,8 @@ pub enum ImmutableHandling {
     RecreateWithPodDrain,
     /// Apply every field that can change and leave the immutable ones.
     PartialUpdate,
-    /// Delete the DR object without waiting for finalizers, then create it again.
+    /// Delete the DR object with no grace period, then create it again once it is gone (another controller's
+    /// finalizer is never removed; dr-syncer waits for it up to forceDeleteTimeout).
     ForceUpdate,
 }
 
@@ -199,12 +200,15 @@ pub enum ImmutableHandling {
 #[serde(rename_all = "camelCase")]
 pub struct ImmutableResourceConfig {
     /// NoChange, Recreate, RecreateWithPodDrain, PartialUpdate or ForceUpdate. Per object: label
-    /// `dr-syncer.io/immutable-handling`. Default: NoChange.
+    /// `dr-syncer.io/immutable-handling`. Default: NoChange. PersistentVolumeClaims and PersistentVolumes are
+    /// never deleted by this default or the label (deleting the DR claim deletes its data): they are left as they
+    /// are (reason VolumeKept) unless resourceOverrides names their type.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(extend("default" = "NoChange"))]
     pub default_handling: Option<ImmutableHandling>,
     /// Handling per resource type, keyed `plural.group` (for example `statefulsets.apps`; core kinds by plural,
-    /// such as `services`).
+    /// such as `services`). The only way to let a change delete and recreate DR claims or volumes:
+    /// `persistentvolumeclaims: Recreate`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resource_overrides: Option<BTreeMap<String, ImmutableHandling>>,
     /// Longest wait for pods to go in RecreateWithPodDrain. Default: 5m.

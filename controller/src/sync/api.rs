@@ -140,6 +140,30 @@ pub async fn apply(
     call(|| what.to_string(), timeout, api.patch(name, &params, &Patch::Apply(desired))).await.map(|_| ())
 }
 
+/// Whether `desired` passes the API server's validation as a new object: a server-side dry-run create, which
+/// validates before it finds that the name is taken. A write the server refused as `Invalid` (HTTP 422) while the same
+/// object is valid as a new one was refused by an update-only rule — a field that cannot change in place — whatever
+/// words the server used for it (they differ between Kubernetes versions).
+pub async fn valid_as_new(
+    api: &Api<DynamicObject>,
+    desired: &Value,
+    timeout: Duration,
+    what: &str,
+) -> Result<bool, CallError> {
+    let mut obj: DynamicObject = serde_json::from_value(desired.clone()).map_err(|e| decode_error(what, &e))?;
+    obj.metadata.resource_version = None;
+    obj.metadata.uid = None;
+    let params = PostParams { dry_run: true, field_manager: Some(FIELD_MANAGER_SYNC.to_string()) };
+    let what = format!("{what} (dry-run create)");
+    match call(|| what, timeout, api.create(&params, &obj)).await {
+        // Created (the DR object went meanwhile) or AlreadyExists: valid as a new object.
+        Ok(_) => Ok(true),
+        Err(e) if e.reason == "Conflict" => Ok(true),
+        Err(e) if e.reason == "Invalid" => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
 /// Replaces an object whole (HTTP PUT) with `desired`, as the sync field manager: fields `desired` lacks are removed.
 /// Used once when dr-syncer adopts an object it did not create.
 pub async fn replace(

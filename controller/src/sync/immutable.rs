@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use dr_syncer_api::constants::LABEL_IMMUTABLE_HANDLING;
+use dr_syncer_api::constants::{KEY_PREFIX, LABEL_IMMUTABLE_HANDLING};
 use dr_syncer_api::namespace_mapping::{
     DEFAULT_DRAIN_TIMEOUT, DEFAULT_FORCE_DELETE_TIMEOUT, ImmutableHandling, ImmutableResourceConfig,
 };
@@ -12,19 +12,24 @@ use serde_json::Value;
 
 use super::object;
 
-/// Phrases Kubernetes API servers use when they refuse a change of a field that cannot change in place.
-const IMMUTABLE_PHRASES: &[&str] = &[
-    "field is immutable",
-    "is immutable after creation",
-    "spec is immutable",
-    "Forbidden: updates to statefulset spec for fields other than",
-    "may not change once set",
-    "field is immutable when `immutable` is set",
-];
+/// Built-in kinds (core group, plural) whose DR object holds the replicated data: deleting it deletes the data.
+const DATA_KINDS: &[&str] = &["persistentvolumeclaims", "persistentvolumes"];
 
-/// Whether a refused write (HTTP 422 `Invalid`, message `message`) was refused because it changes an immutable field.
-pub fn is_immutable_refusal(reason: &str, message: &str) -> bool {
-    reason == "Invalid" && IMMUTABLE_PHRASES.iter().any(|p| message.contains(p))
+/// What [`ImmutablePolicy::handling_for`] chose for one object.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Chosen {
+    /// The handling to use.
+    pub handling: ImmutableHandling,
+    /// A handling that deletes the DR object came from the default or a label for a claim or volume, and NoChange
+    /// is used instead: only a per-type override naming the type may delete them.
+    pub data_kept: bool,
+}
+
+fn deletes(handling: ImmutableHandling) -> bool {
+    matches!(
+        handling,
+        ImmutableHandling::Recreate | ImmutableHandling::RecreateWithPodDrain | ImmutableHandling::ForceUpdate
+    )
 }
 
 /// The handling settings of one mapping, compiled.
@@ -56,30 +61,49 @@ impl ImmutablePolicy {
     }
 
     /// The handling of one source object: its `dr-syncer.io/immutable-handling` label, else the override of its
-    /// resource type, else the default. An unknown label value is reported by the caller and the type's handling used.
-    pub fn handling_for(&self, plural: &str, group: &str, source: &Value) -> (ImmutableHandling, Option<String>) {
-        let by_type = || {
-            let qualified = if group.is_empty() { plural.to_string() } else { format!("{plural}.{group}") };
-            self.overrides
-                .iter()
-                .find(|(key, _)| key.eq_ignore_ascii_case(&qualified) || (group.is_empty() && key == plural))
-                .map(|(_, h)| *h)
-                .unwrap_or(self.default)
-        };
-        match object::label(source, LABEL_IMMUTABLE_HANDLING) {
-            None => (by_type(), None),
+    /// resource type, else the default. An unknown label value is reported by the caller and the type's handling
+    /// used. PersistentVolumeClaims and PersistentVolumes are deleted (Recreate, RecreateWithPodDrain, ForceUpdate)
+    /// only when an override names their type; otherwise they get NoChange ([`Chosen::data_kept`]).
+    pub fn handling_for(&self, plural: &str, group: &str, source: &Value) -> (Chosen, Option<String>) {
+        let qualified = if group.is_empty() { plural.to_string() } else { format!("{plural}.{group}") };
+        let override_ = self
+            .overrides
+            .iter()
+            .find(|(key, _)| key.eq_ignore_ascii_case(&qualified) || (group.is_empty() && key == plural))
+            .map(|(_, h)| *h);
+        let by_type = override_.unwrap_or(self.default);
+        let (handling, warning) = match object::label(source, LABEL_IMMUTABLE_HANDLING) {
+            None => (by_type, None),
             Some(text) => match serde_json::from_value::<ImmutableHandling>(Value::String(text.to_string())) {
                 Ok(h) => (h, None),
                 Err(_) => (
-                    by_type(),
+                    by_type,
                     Some(format!(
                         "label {LABEL_IMMUTABLE_HANDLING}={text:?} is not one of NoChange, Recreate, \
                          RecreateWithPodDrain, PartialUpdate, ForceUpdate; the resource type's handling is used"
                     )),
                 ),
             },
+        };
+        let data = group.is_empty() && DATA_KINDS.contains(&plural);
+        if data && deletes(handling) && override_ != Some(handling) {
+            return (Chosen { handling: ImmutableHandling::NoChange, data_kept: true }, warning);
         }
+        (Chosen { handling, data_kept: false }, warning)
     }
+}
+
+/// The finalizers of `existing` without dr-syncer's own (`dr-syncer.io/…`), or `None` when it carries none of
+/// dr-syncer's (nothing to remove). ForceUpdate removes only these: another controller's finalizer (for example
+/// `kubernetes.io/pvc-protection`) guards something dr-syncer does not own.
+pub fn own_finalizers_removed(existing: &Value) -> Option<Vec<String>> {
+    let finalizers: Vec<String> = existing
+        .pointer("/metadata/finalizers")
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(Value::as_str).map(str::to_string).collect())
+        .unwrap_or_default();
+    let own = |f: &String| f.starts_with(KEY_PREFIX);
+    finalizers.iter().any(own).then(|| finalizers.iter().filter(|f| !own(f)).cloned().collect())
 }
 
 /// How a workload is scaled down before it is recreated, or `None` when the kind runs no pods of its own.
@@ -189,36 +213,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn is_immutable_refusal_recognises_api_server_messages() {
-        let cases = [
-            (
-                "Invalid",
-                "Service \"web\" is invalid: spec.clusterIP: Invalid value: \"None\": field is immutable",
-                true,
-            ),
-            (
-                "Invalid",
-                "StatefulSet.apps \"db\" is invalid: spec: Forbidden: updates to statefulset spec for fields other than 'replicas', 'template', and 'updateStrategy' are forbidden",
-                true,
-            ),
-            (
-                "Invalid",
-                "PersistentVolumeClaim \"d\" is invalid: spec: Forbidden: spec is immutable after creation except resources.requests for bound claims",
-                true,
-            ),
-            (
-                "Invalid",
-                "Deployment.apps \"w\" is invalid: spec.template.metadata.labels: Invalid value: map[]: `selector` does not match template `labels`",
-                false,
-            ),
-            ("Conflict", "field is immutable", false),
-        ];
-        for (reason, message, want) in cases {
-            assert_eq!(is_immutable_refusal(reason, message), want, "{message}");
-        }
-    }
-
-    #[test]
     fn handling_for_prefers_label_then_override_then_default() {
         let config = ImmutableResourceConfig {
             default_handling: Some(ImmutableHandling::Recreate),
@@ -241,12 +235,65 @@ mod tests {
         ];
         for (plural, group, obj, want, warned) in cases {
             let (got, warning) = policy.handling_for(plural, group, obj);
-            assert_eq!((got, warning.is_some()), (want, warned), "{plural}.{group}");
+            assert_eq!((got.handling, warning.is_some()), (want, warned), "{plural}.{group}");
         }
         let none = ImmutablePolicy::from_config(None);
-        assert_eq!(none.handling_for("services", "", &plain).0, ImmutableHandling::NoChange);
+        assert_eq!(none.handling_for("services", "", &plain).0.handling, ImmutableHandling::NoChange);
         assert_eq!(none.drain_timeout, Duration::from_secs(300));
         assert_eq!(none.force_delete_timeout, Duration::from_secs(120));
+    }
+
+    /// Claims and volumes hold the replicated data: only an override naming their type may delete them.
+    #[test]
+    fn handling_for_keeps_claims_and_volumes_unless_their_type_is_named() {
+        use ImmutableHandling::{ForceUpdate, NoChange, PartialUpdate, Recreate, RecreateWithPodDrain};
+        let policy = |default: ImmutableHandling, overrides: &[(&str, ImmutableHandling)]| {
+            ImmutablePolicy::from_config(Some(&ImmutableResourceConfig {
+                default_handling: Some(default),
+                resource_overrides: Some(overrides.iter().map(|(k, v)| (k.to_string(), *v)).collect()),
+                ..ImmutableResourceConfig::default()
+            }))
+        };
+        let plain = json!({"metadata": {"name": "d"}});
+        let labelled = |h: &str| json!({"metadata": {"name": "d", "labels": {LABEL_IMMUTABLE_HANDLING: h}}});
+        let cases = [
+            // (default, overrides, plural, source, handling, data kept)
+            (ForceUpdate, vec![], "persistentvolumeclaims", plain.clone(), NoChange, true),
+            (Recreate, vec![], "persistentvolumes", plain.clone(), NoChange, true),
+            (RecreateWithPodDrain, vec![], "persistentvolumeclaims", plain.clone(), NoChange, true),
+            (NoChange, vec![], "persistentvolumeclaims", labelled("Recreate"), NoChange, true),
+            (PartialUpdate, vec![], "persistentvolumeclaims", plain.clone(), PartialUpdate, false),
+            (ForceUpdate, vec![], "persistentvolumeclaims", labelled("PartialUpdate"), PartialUpdate, false),
+            (
+                NoChange,
+                vec![("persistentvolumeclaims", Recreate)],
+                "persistentvolumeclaims",
+                plain.clone(),
+                Recreate,
+                false,
+            ),
+            (
+                NoChange,
+                vec![("persistentvolumes", ForceUpdate)],
+                "persistentvolumes",
+                plain.clone(),
+                ForceUpdate,
+                false,
+            ),
+            (
+                NoChange,
+                vec![("persistentvolumeclaims", Recreate)],
+                "persistentvolumeclaims",
+                labelled("ForceUpdate"),
+                NoChange,
+                true,
+            ),
+            (ForceUpdate, vec![], "services", plain.clone(), ForceUpdate, false),
+        ];
+        for (default, overrides, plural, source, handling, kept) in cases {
+            let (chosen, _) = policy(default, &overrides).handling_for(plural, "", &source);
+            assert_eq!(chosen, Chosen { handling, data_kept: kept }, "{default:?} {overrides:?} {plural} {source}");
+        }
     }
 
     #[test]
@@ -276,6 +323,16 @@ mod tests {
         let cm = json!({"immutable": true, "data": {"a": "1"}});
         let out = keep_immutable("", "ConfigMap", &json!({"data": {"a": "2"}, "immutable": true}), &cm).unwrap();
         assert_eq!(out["data"]["a"], "1");
+    }
+
+    #[test]
+    fn own_finalizers_removed_keeps_other_controllers_finalizers() {
+        let with = |f: Value| json!({"metadata": {"name": "d", "finalizers": f}});
+        assert_eq!(own_finalizers_removed(&with(json!(["kubernetes.io/pvc-protection"]))), None);
+        assert_eq!(own_finalizers_removed(&json!({"metadata": {}})), None);
+        let mixed = with(json!(["kubernetes.io/pvc-protection", "dr-syncer.io/x", "example.com/backup"]));
+        let kept = vec!["kubernetes.io/pvc-protection".to_string(), "example.com/backup".to_string()];
+        assert_eq!(own_finalizers_removed(&mixed), Some(kept));
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! Applying a change the DR API server refused because it touches an immutable field, per the object's handling:
 //! leave it (NoChange), apply what can change (PartialUpdate), or delete and create it again (Recreate, after
-//! scaling the workload down and waiting for its pods in RecreateWithPodDrain, without waiting for finalizers in
-//! ForceUpdate).
+//! scaling the workload down and waiting for its pods in RecreateWithPodDrain, with no grace period in ForceUpdate).
+//! Claims and volumes are deleted only when an override names their type ([`Chosen::data_kept`]); other
+//! controllers' finalizers are never removed.
 
 use std::time::{Duration, Instant};
 
@@ -14,7 +15,7 @@ use serde_json::Value;
 
 use super::kind::KindContext;
 use crate::sync::api::{self, CallError, call};
-use crate::sync::immutable::{drain_patch, keep_immutable};
+use crate::sync::immutable::{Chosen, drain_patch, keep_immutable, own_finalizers_removed};
 use crate::sync::object;
 use crate::sync::report::{Category, ObjectProblem};
 
@@ -30,7 +31,7 @@ pub struct Refused<'a> {
     /// The DR object as listed before the write.
     pub existing: Option<&'a Value>,
     /// The handling chosen for the object.
-    pub handling: ImmutableHandling,
+    pub chosen: Chosen,
     /// The refusal.
     pub error: CallError,
 }
@@ -54,7 +55,23 @@ pub async fn handle(ctx: &KindContext<'_>, dest: &Api<DynamicObject>, kind: &str
     let job = ctx.job;
     let (group, plain_kind) = (ctx.selected.group.as_str(), ctx.selected.kind.as_str());
     let what = format!("apply {kind} {}/{} on DR cluster {}", job.destination_namespace, r.name, job.destination.name);
-    let existing = match (r.handling, r.existing) {
+    let handling = r.chosen.handling;
+    if r.chosen.data_kept {
+        return Handled::Left(ObjectProblem {
+            kind: kind.to_string(),
+            name: r.name.to_string(),
+            reason: "VolumeKept".into(),
+            message: format!(
+                "{}; the DR object is left as it is: deleting a {kind} to apply an immutable-field change deletes the \
+                 data replicated into it, so dr-syncer does so only when immutableResourceConfig.resourceOverrides \
+                 names its type (for example persistentvolumeclaims: Recreate), never by the default handling or a \
+                 label",
+                r.error.message
+            ),
+            category: Category::Other,
+        });
+    }
+    let existing = match (handling, r.existing) {
         (ImmutableHandling::NoChange, _) | (_, None) => {
             return Handled::Left(ObjectProblem {
                 kind: kind.to_string(),
@@ -71,7 +88,7 @@ pub async fn handle(ctx: &KindContext<'_>, dest: &Api<DynamicObject>, kind: &str
         }
         (_, Some(existing)) => existing,
     };
-    if r.handling == ImmutableHandling::PartialUpdate {
+    if handling == ImmutableHandling::PartialUpdate {
         let Some(partial) = keep_immutable(group, plain_kind, r.desired, existing) else {
             let message = format!(
                 "{}; PartialUpdate does not know which fields of {kind} are immutable, use Recreate",
@@ -85,19 +102,19 @@ pub async fn handle(ctx: &KindContext<'_>, dest: &Api<DynamicObject>, kind: &str
         };
     }
     let policy = &ctx.rules.immutable;
-    if r.handling == ImmutableHandling::RecreateWithPodDrain
+    if handling == ImmutableHandling::RecreateWithPodDrain
         && let Some(patch) = drain_patch(group, plain_kind)
         && let Err(e) = drain(ctx, dest, r.name, existing, &patch, policy.drain_timeout).await
     {
         return Handled::Failed(e);
     }
-    let force = r.handling == ImmutableHandling::ForceUpdate;
+    let force = handling == ImmutableHandling::ForceUpdate;
     let wait = if force { policy.force_delete_timeout } else { policy.drain_timeout };
-    if let Err(e) = delete_and_wait(ctx, dest, r.name, object::uid(existing), force, wait).await {
+    if let Err(e) = delete_and_wait(ctx, dest, r.name, existing, force, wait).await {
         return Handled::Failed(e);
     }
     match api::apply(dest, r.name, r.desired, job.timeout, &what).await {
-        Ok(()) => Handled::Applied(format!("recreated to apply an immutable-field change ({:?})", r.handling)),
+        Ok(()) => Handled::Applied(format!("recreated to apply an immutable-field change ({handling:?})")),
         Err(e) => Handled::Failed(e),
     }
 }
@@ -142,23 +159,24 @@ async fn drain(
     }
 }
 
-/// Deletes the object with this uid and waits until it is gone; `force` skips the grace period and removes its
-/// finalizers.
+/// Deletes `existing` (by uid) and waits until it is gone; `force` skips the grace period and removes the finalizers
+/// dr-syncer put there (never another controller's, such as `kubernetes.io/pvc-protection`).
 async fn delete_and_wait(
     ctx: &KindContext<'_>,
     dest: &Api<DynamicObject>,
     name: &str,
-    uid: &str,
+    existing: &Value,
     force: bool,
     timeout: Duration,
 ) -> Result<(), CallError> {
     let job = ctx.job;
+    let uid = object::uid(existing);
     let what = format!("delete {}/{name} on DR cluster {}", job.destination_namespace, job.destination.name);
     api::delete_with_grace(dest, name, uid, force.then_some(0), job.timeout, &what).await?;
-    if force {
-        let clear = serde_json::json!({"metadata": {"finalizers": null}});
-        let what = format!("remove the finalizers of {}/{name}", job.destination_namespace);
-        api::merge_patch_if_present(dest, name, &clear, job.timeout, &what).await?;
+    if force && let Some(kept) = own_finalizers_removed(existing) {
+        let patch = serde_json::json!({"metadata": {"finalizers": kept, "uid": uid}});
+        let what = format!("remove dr-syncer's finalizers of {}/{name}", job.destination_namespace);
+        api::merge_patch_if_present(dest, name, &patch, job.timeout, &what).await?;
     }
     let deadline = Instant::now() + timeout;
     loop {

@@ -7,13 +7,11 @@ use kube::api::{Api, DynamicObject};
 use serde_json::Value;
 use tokio::sync::Semaphore;
 
-use dr_syncer_api::namespace_mapping::ImmutableHandling;
-
 use super::immutable::{self, Handled, Refused};
 use super::{Job, Rules};
 use crate::sync::api::{self, CallError};
 use crate::sync::discovery::api_resource;
-use crate::sync::immutable::is_immutable_refusal;
+use crate::sync::immutable::Chosen;
 use crate::sync::kinds::SelectedKind;
 use crate::sync::object;
 use crate::sync::ownership::{Owner, stamp_hash};
@@ -44,7 +42,7 @@ pub(super) struct Write {
     /// own it with server-side apply.
     adopt: bool,
     /// What to do when the DR API server refuses the write as an immutable-field change.
-    handling: ImmutableHandling,
+    handling: Chosen,
 }
 
 /// The result of one write.
@@ -75,10 +73,16 @@ pub(super) async fn write_one(
     }
     let error = match api::apply(dest, &w.name, &w.desired, job.timeout, &what).await {
         Ok(()) => return Written::Applied(None),
-        Err(e) if is_immutable_refusal(&e.reason, &e.message) => e,
+        Err(e) if e.reason == "Invalid" => e,
         Err(e) => return Written::Failed(e),
     };
-    let refused = Refused { name: &w.name, desired: &w.desired, existing, handling: w.handling, error };
+    // Refused as invalid, yet valid as a new object: the change touches a field that cannot change in place.
+    match api::valid_as_new(dest, &w.desired, job.timeout, &what).await {
+        Ok(true) => {}
+        Ok(false) => return Written::Failed(error),
+        Err(e) => return Written::Failed(e),
+    }
+    let refused = Refused { name: &w.name, desired: &w.desired, existing, chosen: w.handling, error };
     match immutable::handle(ctx, dest, kind, refused).await {
         Handled::Applied(note) => Written::Applied(Some(note)),
         Handled::Left(problem) => Written::Immutable(problem),
