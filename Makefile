@@ -63,7 +63,11 @@ unit: ## Unit tests (no cluster needed).
 	$(CARGO) test --workspace --lib --bins $(CARGO_TEST_ARGS)
 
 .PHONY: verify
-verify: verify-crds ## Check generated files are current (CRDs).
+verify: verify-crds verify-rust-version ## Check generated files are current (CRDs) and the declared rust-version is true.
+
+.PHONY: verify-rust-version
+verify-rust-version: ## Fail when a dependency needs a newer Rust than the workspace's rust-version declares.
+	@python3 test/tools/check-rust-version.py
 
 .PHONY: verify-crds
 verify-crds: ## Fail when charts/dr-syncer/crds differs from the Rust types.

@@ -48,7 +48,9 @@ pub struct ClusterMappingSpec {
     #[schemars(length(min = 1, max = 253), regex(pattern = DNS_SUBDOMAIN_PATTERN))]
     pub target_cluster: String,
 
-    /// A Secret with an SSH key pair to use instead of the keys dr-syncer generates.
+    /// Accepted from earlier manifests and ignored (condition FieldsSupported False, reason UnsupportedField): each
+    /// NamespaceMapping has an SSH certificate authority held in the controller's memory and every copy a key of
+    /// its own, so no key pair is kept in a Secret.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ssh_key_secret_ref: Option<SshKeySecretRef>,
 
@@ -151,9 +153,6 @@ pub struct ConnectionStatus {
     /// Agents found on the source cluster.
     #[serde(default)]
     pub total_source_agents: i32,
-    /// Agents found on the target cluster (dr-syncer runs none there: 0; kept for manifests of the Go operator).
-    #[serde(default)]
-    pub total_target_agents: i32,
     /// Source agents that completed an SSH handshake with their pinned host key.
     #[serde(default)]
     pub connected_agents: i32,

@@ -3,14 +3,10 @@
 //! Names shared with the earlier Go dr-syncer operator keep their exact spelling, so objects and manifests labelled for
 //! it keep working. Nothing outside this module spells these strings.
 
-/// The API group of every dr-syncer custom resource.
-pub const GROUP: &str = "dr-syncer.io";
 /// The only served and stored version of the dr-syncer API.
 pub const VERSION: &str = "v1alpha1";
 /// `apiVersion` of every dr-syncer custom resource.
 pub const API_VERSION: &str = "dr-syncer.io/v1alpha1";
-/// The `kubectl get <category>` name that lists every dr-syncer resource.
-pub const CATEGORY: &str = "dr-syncer";
 
 /// Prefix shared by every dr-syncer label and annotation key.
 pub const KEY_PREFIX: &str = "dr-syncer.io/";
@@ -42,11 +38,32 @@ pub const ANNOTATION_SAMPLE_PERCENT: &str = "dr-syncer.io/sample-percent";
 pub const ANNOTATION_SYNC_NOW: &str = "dr-syncer.io/sync-now";
 /// The Go operator's name for [`ANNOTATION_SYNC_NOW`], still honoured.
 pub const ANNOTATION_TRIGGER_SYNC: &str = "dr-syncer.io/trigger-sync";
-/// Annotation on a NamespaceMapping or RemoteCluster: any value rotates its SSH keys now.
+/// Annotation on a NamespaceMapping or RemoteCluster: any value rotates its SSH keys now — a mapping's certificate
+/// authority, or (on a RemoteCluster) every agent's host key, by restarting the agents one node at a time; removed
+/// once done.
 pub const ANNOTATION_ROTATE_SSH_KEY: &str = "dr-syncer.io/rotate-ssh-key";
 /// Annotation on a NamespaceMapping: any value lets its next data copies delete more than
 /// `dataSyncConfig.maxDeletePercent` of a DR volume's files; removed once a data sync run succeeded.
 pub const ANNOTATION_APPROVE_DELETIONS: &str = "dr-syncer.io/approve-deletions";
+/// Annotation on the agents' pod template: when their host keys were last rotated (a new value restarts them).
+pub const ANNOTATION_HOST_KEYS_ROTATED: &str = "dr-syncer.io/host-keys-rotated-at";
+/// Annotation on a kubeconfig Secret or a ClusterMapping: the namespaces (comma-separated, or `*` for all) whose
+/// RemoteClusters or NamespaceMappings may refer to it from another namespace. Without it, references stay within
+/// one namespace, so whoever may create a mapping in their namespace cannot use another namespace's clusters.
+pub const ANNOTATION_ALLOW_REFERENCES_FROM: &str = "dr-syncer.io/allow-references-from";
+
+/// Whether an object in namespace `referrer` may refer to one in `target` whose annotations are `annotations`: the
+/// same namespace, or `target`'s object lists `referrer` (or `*`) in [`ANNOTATION_ALLOW_REFERENCES_FROM`].
+pub fn reference_allowed(
+    referrer: &str,
+    target: &str,
+    annotations: Option<&std::collections::BTreeMap<String, String>>,
+) -> bool {
+    referrer == target
+        || annotations
+            .and_then(|a| a.get(ANNOTATION_ALLOW_REFERENCES_FROM))
+            .is_some_and(|list| list.split(',').map(str::trim).any(|ns| ns == "*" || ns == referrer))
+}
 
 // ---- Marks dr-syncer puts on the objects it writes in the DR cluster -----------------------------------------------
 
@@ -70,25 +87,6 @@ pub const ANNOTATION_SOURCE_UID: &str = "dr-syncer.io/source-uid";
 pub const ANNOTATION_CONTENT_HASH: &str = "dr-syncer.io/content-hash";
 /// Annotation on a DR Deployment or StatefulSet: the replica count of the source, restored on failover.
 pub const ANNOTATION_ORIGINAL_REPLICAS: &str = "dr-syncer.io/original-replicas";
-/// Annotation on a DR object: when dr-syncer last wrote it (RFC 3339).
-pub const ANNOTATION_LAST_SYNCED: &str = "dr-syncer.io/last-synced";
-
-// ---- PVC data-sync bookkeeping on source PVCs (names kept from the Go operator) ------------------------------------
-
-/// Annotation on a source PVC: identity of the controller replica copying its data.
-pub const ANNOTATION_LOCK_OWNER: &str = "dr-syncer.io/lock-owner";
-/// Annotation on a source PVC: when [`ANNOTATION_LOCK_OWNER`] took the copy lock.
-pub const ANNOTATION_LOCK_TIMESTAMP: &str = "dr-syncer.io/lock-timestamp";
-/// Annotation on a source PVC: JSON summary of the current or last data sync.
-pub const ANNOTATION_SYNC_STATUS: &str = "dr-syncer.io/sync-status";
-/// Annotation on a source PVC: when its data was last copied successfully.
-pub const ANNOTATION_LAST_SYNC_TIME: &str = "dr-syncer.io/last-sync-time";
-/// Annotation on a source PVC: result of its last data sync.
-pub const ANNOTATION_LAST_SYNC_STATUS: &str = "dr-syncer.io/last-sync-status";
-/// Annotation on a source PVC: namespace of the DR PVC its data is copied to.
-pub const ANNOTATION_DESTINATION_NAMESPACE: &str = "dr-syncer.io/destination-namespace";
-/// Annotation on a source PVC: name of the DR PVC its data is copied to.
-pub const ANNOTATION_DESTINATION_PVC: &str = "dr-syncer.io/destination-pvc";
 
 // ---- Labels on dr-syncer's own helper objects ----------------------------------------------------------------------
 
@@ -98,14 +96,8 @@ pub const LABEL_REMOTE_CLUSTER: &str = "dr-syncer.io/remote-cluster";
 pub const LABEL_SYNC_ID: &str = "dr-syncer.io/sync-id";
 /// Label on short-lived rsync pods: the PVC they copy.
 pub const LABEL_PVC_NAME: &str = "dr-syncer.io/pvc-name";
-/// Label on key Secrets: what kind of key they hold.
+/// Label on key Secrets of earlier versions: what kind of key they hold (read to remove them).
 pub const LABEL_KEY_TYPE: &str = "dr-syncer.io/key-type";
-/// Generation of the SSH client key held in a mapping's key Secret.
-pub const ANNOTATION_KEY_GENERATION: &str = "dr-syncer.io/key-generation";
-/// When the SSH client key held in a mapping's key Secret was made (RFC 3339).
-pub const ANNOTATION_KEY_CREATED: &str = "dr-syncer.io/key-created";
-/// Public halves of a mapping's previous keys still accepted, as JSON, in its key Secret.
-pub const ANNOTATION_KEY_RETIRING: &str = "dr-syncer.io/key-retiring";
 /// Role of a short-lived data-copy object: `source-rsync` (source pod) or `copy` (DR Job).
 pub const LABEL_DATA_ROLE: &str = "dr-syncer.io/data-role";
 
@@ -158,6 +150,27 @@ mod tests {
     use super::*;
 
     #[test]
+    fn reference_allowed_only_within_a_namespace_unless_the_target_lists_the_referrer() {
+        let with =
+            |v: &str| std::collections::BTreeMap::from([(ANNOTATION_ALLOW_REFERENCES_FROM.to_string(), v.to_string())]);
+        let cases = [
+            ("a", "a", None, true),
+            ("a", "b", None, false),
+            ("a", "b", Some(with("c, a")), true),
+            ("a", "b", Some(with("*")), true),
+            ("a", "b", Some(with("ab,c")), false),
+            ("a", "b", Some(with("")), false),
+        ];
+        for (referrer, target, annotations, want) in cases {
+            assert_eq!(
+                reference_allowed(referrer, target, annotations.as_ref()),
+                want,
+                "{referrer}->{target} {annotations:?}"
+            );
+        }
+    }
+
+    #[test]
     fn keys_are_valid_qualified_names_when_prefixed() {
         let keys = [
             LABEL_IGNORE,
@@ -172,6 +185,8 @@ mod tests {
             ANNOTATION_TRIGGER_SYNC,
             ANNOTATION_ROTATE_SSH_KEY,
             ANNOTATION_APPROVE_DELETIONS,
+            ANNOTATION_HOST_KEYS_ROTATED,
+            ANNOTATION_ALLOW_REFERENCES_FROM,
             LABEL_DR_MANAGED_BY,
             LABEL_MAPPING,
             LABEL_MAPPING_NAMESPACE,
@@ -180,21 +195,10 @@ mod tests {
             ANNOTATION_SOURCE_UID,
             ANNOTATION_CONTENT_HASH,
             ANNOTATION_ORIGINAL_REPLICAS,
-            ANNOTATION_LAST_SYNCED,
-            ANNOTATION_LOCK_OWNER,
-            ANNOTATION_LOCK_TIMESTAMP,
-            ANNOTATION_SYNC_STATUS,
-            ANNOTATION_LAST_SYNC_TIME,
-            ANNOTATION_LAST_SYNC_STATUS,
-            ANNOTATION_DESTINATION_NAMESPACE,
-            ANNOTATION_DESTINATION_PVC,
             LABEL_REMOTE_CLUSTER,
             LABEL_SYNC_ID,
             LABEL_PVC_NAME,
             LABEL_KEY_TYPE,
-            ANNOTATION_KEY_GENERATION,
-            ANNOTATION_KEY_CREATED,
-            ANNOTATION_KEY_RETIRING,
             LABEL_DATA_ROLE,
             FINALIZER_NAMESPACE_MAPPING,
             FINALIZER_REMOTE_CLUSTER,

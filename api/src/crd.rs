@@ -64,16 +64,44 @@ pub fn namespace_mapping() -> CustomResourceDefinition {
     crd
 }
 
-/// Drops `nullable: true`, which kube-derive adds to every `Option` field. dr-syncer never writes nulls, the API server
-/// prunes a null sent for a non-nullable field, and Kubernetes before 1.22 publishes nullable fields without a type,
-/// so `kubectl explain` would show them as `<>`.
+/// Drops `nullable: true`, which kube-derive adds to every `Option` field: dr-syncer never writes nulls, and Kubernetes
+/// before 1.22 publishes nullable fields without a type, so `kubectl explain` would show them as `<>`. Under
+/// `status`, every object and list is nullable instead: when a status write (server-side apply) drops a field the
+/// writer set before, the API server may leave `null` where the emptied object was (kubernetes/kubernetes#117447),
+/// and a non-nullable schema would then refuse that write and every one after it.
 fn finish(mut crd: CustomResourceDefinition) -> CustomResourceDefinition {
     for version in &mut crd.spec.versions {
         if let Some(root) = version.schema.as_mut().and_then(|s| s.open_api_v3_schema.as_mut()) {
             strip_nullable(root);
+            if let Some(status) = root.properties.as_mut().and_then(|p| p.get_mut("status")) {
+                for child in status.properties.iter_mut().flat_map(|p| p.values_mut()) {
+                    nullable_containers(child);
+                }
+            }
         }
     }
     crd
+}
+
+/// Marks the field `s` and every field below it nullable where it is an object or a list (list items and map values
+/// are not fields: the API server refuses nullable items in map-type lists).
+fn nullable_containers(s: &mut JSONSchemaProps) {
+    if matches!(s.type_.as_deref(), Some("object" | "array")) {
+        s.nullable = Some(true);
+    }
+    below(s);
+}
+
+fn below(s: &mut JSONSchemaProps) {
+    for child in s.properties.iter_mut().flat_map(|p| p.values_mut()) {
+        nullable_containers(child);
+    }
+    if let Some(JSONSchemaPropsOrArray::Schema(item)) = s.items.as_mut() {
+        below(item);
+    }
+    if let Some(JSONSchemaPropsOrBool::Schema(extra)) = s.additional_properties.as_mut() {
+        below(extra);
+    }
 }
 
 fn strip_nullable(s: &mut JSONSchemaProps) {
@@ -131,6 +159,31 @@ pub fn to_yaml(crd: &CustomResourceDefinition) -> Result<String, serde_saphyr::s
 mod tests {
     use super::*;
 
+    /// A status write that empties an object may leave `null` there (server-side apply); status objects and lists
+    /// accept it, spec fields stay non-nullable.
+    #[test]
+    fn status_objects_and_lists_are_nullable_and_spec_fields_are_not() {
+        for crd in all() {
+            let root = crd.spec.versions[0].schema.clone().unwrap().open_api_v3_schema.unwrap();
+            let props = root.properties.unwrap();
+            let status = props["status"].properties.clone().unwrap();
+            for (name, field) in &status {
+                let container = matches!(field.type_.as_deref(), Some("object" | "array"));
+                assert_eq!(field.nullable == Some(true), container, "status.{name} of {:?}", crd.metadata.name);
+            }
+            let spec = serde_json::to_string(&props["spec"]).unwrap();
+            assert!(!spec.contains("nullable"), "spec of {:?}", crd.metadata.name);
+        }
+        let text = serde_json::to_string(&all()).unwrap();
+        let items: Vec<&str> = text.split("\"items\":{").skip(1).collect();
+        assert!(items.iter().all(|i| !i.starts_with("\"nullable\"")), "list items are never nullable");
+        let nm = all().into_iter().find(|c| c.spec.names.kind == "NamespaceMapping").unwrap();
+        let status =
+            nm.spec.versions[0].schema.clone().unwrap().open_api_v3_schema.unwrap().properties.unwrap()["status"]
+                .clone();
+        assert_eq!(status.properties.unwrap()["retryStatus"].nullable, Some(true));
+    }
+
     #[test]
     fn crds_have_expected_names_when_generated() {
         let names: Vec<_> = all().iter().map(|c| c.metadata.name.clone().unwrap_or_default()).collect();
@@ -170,7 +223,11 @@ mod tests {
             let columns = version.additional_printer_columns.as_ref().unwrap();
             assert!(columns.iter().any(|c| c.name == "Age" && c.type_ == "date"));
             for c in columns.iter().filter(|c| c.name.contains("Sync") || c.name.contains("Verified")) {
-                if c.json_path.contains("Time") || c.json_path.contains("lastVerified") {
+                // kubectl prints a future time in a date column as `<invalid>`: times ahead are strings.
+                let ahead = c.json_path.contains("next");
+                if ahead {
+                    assert_eq!(c.type_, "string", "{} is a future time: a date column shows <invalid>", c.name);
+                } else if c.json_path.contains("Time") || c.json_path.contains("lastVerified") {
                     assert_eq!(c.type_, "date", "{} should be date-typed", c.name);
                 }
             }

@@ -21,6 +21,8 @@ use serde_json::{Value, json};
 
 #[path = "support/continuous.rs"]
 mod continuous;
+#[path = "support/idle.rs"]
+mod idle;
 #[path = "support/measure.rs"]
 mod measure;
 use continuous::{memory, propagation};
@@ -144,11 +146,17 @@ fn rss_kib(pid: u32, field: &str) -> u64 {
 
 #[tokio::main]
 async fn main() {
-    // BENCH_ONLY=sync: only the initial sync, the ceiling and the no-op resync (a quicker loop while tuning).
-    let only_sync = std::env::var("BENCH_ONLY").is_ok_and(|v| v == "sync");
+    // BENCH_ONLY=sync: only the initial sync, the ceiling and the no-op resync (a quicker loop while tuning);
+    // BENCH_ONLY=idle: only the idle installation.
+    let only = std::env::var("BENCH_ONLY").unwrap_or_default();
+    let only_sync = only == "sync";
     let (source, dr) = (LabCluster::shared("source"), LabCluster::shared("dr"));
     let (src, dst) = (source.client().await, dr.client().await);
     dr_syncer_testlab::crds::install(&dst).await;
+    if only == "idle" {
+        print_idle(&source, &dr).await;
+        return;
+    }
     create_namespace(&dst, CTL).await;
     for (name, cluster) in [("source", &source), ("dr", &dr)] {
         let secret = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": format!("{name}-kubeconfig")},
@@ -271,6 +279,26 @@ async fn main() {
         rss as f64 / 1024.0,
         hwm as f64 / 1024.0
     );
+    if !only_sync {
+        print_idle(&source, &dr).await;
+    }
+}
+
+/// Runs the idle installation and prints its figures.
+async fn print_idle(source: &LabCluster, dr: &LabCluster) {
+    let (controller_cluster, source_cluster) = idle::measure(Path::new(BIN), source, dr).await;
+    println!(
+        "  idle installation, {} mappings, requests in {:?} (health interval {:?}; target: at most one status write per object per interval, no object writes):",
+        idle::MAPPINGS,
+        idle::WINDOW,
+        idle::HEALTH_INTERVAL
+    );
+    for line in idle::report("controller's (and DR) cluster", &controller_cluster)
+        .into_iter()
+        .chain(idle::report("source cluster", &source_cluster))
+    {
+        println!("{line}");
+    }
 }
 
 /// Waits until the source cluster's controller manager has created the ReplicaSets and pods of the 300 new

@@ -51,7 +51,8 @@ pub struct Args {
     #[arg(long, env = "LOG_LEVEL", default_value = "info")]
     pub log_level: String,
 
-    /// Time allowed for each Kubernetes API request of the readiness checks, for example `5s`.
+    /// Time allowed for each Kubernetes API request outside syncs and copies — reconcilers (reads, status writes,
+    /// cluster checks, agent installation) and readiness checks — for example `5s`.
     #[arg(long, default_value = "5s", value_parser = parse_duration)]
     pub api_timeout: Duration,
 

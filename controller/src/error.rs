@@ -113,6 +113,11 @@ pub enum Error {
 }
 
 impl Error {
+    /// The error with every cause behind it (`a: b: c`), for logs: the API server's own words are at the end.
+    pub fn chain(&self) -> String {
+        chain(self)
+    }
+
     /// A short CamelCase reason for events, conditions and metric labels.
     pub fn reason(&self) -> &'static str {
         match self {
@@ -133,6 +138,18 @@ impl Error {
             Error::Key { .. } => "InvalidKey",
         }
     }
+}
+
+/// `error` with every cause behind it (`a: b: c`).
+pub fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    text
 }
 
 /// Runs `fut` with a deadline, turning both a timeout and an API error into [`Error`].

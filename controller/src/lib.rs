@@ -8,6 +8,7 @@ pub mod build;
 pub mod caches;
 pub mod cli;
 pub mod clusters;
+pub mod contain;
 pub mod controllers;
 pub mod data;
 pub mod error;

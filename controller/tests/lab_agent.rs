@@ -65,14 +65,13 @@ async fn agents_install_with_host_keys_of_their_own_and_follow_their_policy_secr
     old.metadata.annotations = Some([("dr-syncer.io/agent-owner".to_string(), owner)].into());
     source_secrets.create(&PostParams::default(), &old).await.unwrap();
     enable(&env, "source", true).await;
-    let status = eventually_async("agents Ready", WAIT, || async {
+    eventually_async("agents Ready", WAIT, || async {
         let s = pvc_sync_status(&env, "source").await.ok_or("no pvcSync status")?;
         if s.phase.as_deref() == Some("Ready") { Ok(s) } else { Err(format!("{s:?}")) }
     })
     .await;
 
-    // No one fingerprint: each agent has its own key, and no Secret holds one any more.
-    assert_eq!(status.host_key_fingerprint, None);
+    // Each agent has its own key: no Secret holds one any more.
     eventually_async("shared host-key Secrets removed", WAIT, || async {
         let ctl = ctl_secrets.get_opt("source-agent-host-key").await.map_err(|e| e.to_string())?;
         let source = source_secrets.get_opt("dr-syncer-agent-host-key").await.map_err(|e| e.to_string())?;
@@ -149,6 +148,22 @@ async fn agents_install_with_host_keys_of_their_own_and_follow_their_policy_secr
         if err.contains("open failed: connect failed") { Ok(()) } else { Err(format!("{code}: {out} {err}")) }
     })
     .await;
+    // Asked on the RemoteCluster, every agent is restarted with a new key, and the request is removed.
+    let ask = json!({"metadata": {"annotations": {"dr-syncer.io/rotate-ssh-key": "now"}}});
+    env.remote_clusters().patch("source", &PatchParams::default(), &Patch::Merge(&ask)).await.unwrap();
+    let rotated = eventually_async("host keys rotated on request", WAIT, || async {
+        let key = data::agent_host_key(&env.source_client, &node).await;
+        if key != renewed { Ok(key) } else { Err("same key".to_string()) }
+    })
+    .await;
+    eventually_async("the rotation request removed", WAIT, || async {
+        let rc = env.remote_clusters().get("source").await.map_err(|e| e.to_string())?;
+        if rc.annotations().contains_key("dr-syncer.io/rotate-ssh-key") { Err("still asked".into()) } else { Ok(()) }
+    })
+    .await;
+    let (code, _, err) = data::ssh(&dir, &ip, &id, &renewed, &["-W", &rsync_port], &[]);
+    assert!(code == 255 && err.contains("Host key verification failed"), "the key before rotation: {code}: {err}");
+    let _ = rotated;
 
     // Another RemoteCluster for the same cluster cannot take the agents over.
     enable(&env, "source-b", true).await;
@@ -173,6 +188,15 @@ async fn agents_install_with_host_keys_of_their_own_and_follow_their_policy_secr
     })
     .await;
     assert!(ds.get_opt(AGENT_NAME).await.unwrap().is_some(), "source's agents stay");
+    // Its health series went with it (a stale series would keep an alert firing).
+    eventually_async("source-b's health series removed", WAIT, || async {
+        let metrics = env.metrics();
+        let stale = metrics
+            .lines()
+            .any(|l| l.starts_with("dr_syncer_remote_cluster_healthy{") && l.contains("name=\"source-b\""));
+        if stale { Err("still exported".to_string()) } else { Ok(()) }
+    })
+    .await;
 
     // Turning pvcSync off removes the agents and their status.
     enable(&env, "source", false).await;

@@ -77,6 +77,64 @@ fn write_random(path: &std::path::Path, mib: usize) {
     std::fs::write(path, bytes).unwrap();
 }
 
+/// A check cancelled while its probe pod exists (as a ClusterMapping's time budget does) still deletes the pod; and
+/// a deleted ClusterMapping's metric series goes with it.
+async fn probe_pods_never_outlive_a_cancelled_check(env: &Env) {
+    let pods: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(env.dr_client.clone(), AGENT_NAMESPACE);
+    let selector = format!(
+        "dr-syncer.io/data-role=agent-probe,dr-syncer.io/mapping=hasty,dr-syncer.io/mapping-namespace={}",
+        env.ctl.name()
+    );
+    let params = kube::api::ListParams::default().labels(&selector);
+    let access = dr_syncer_controller::data::run::AgentAccess { port: 2222, service: false };
+    let image = dr_syncer_testlab::images::try_image("agent").unwrap();
+    let check = dr_syncer_controller::agent::probe::Check {
+        source: &env.source_client,
+        target: &env.dr_client,
+        access: &access,
+        image: &image,
+        mapping: (env.ctl.name(), "hasty"),
+        timeout: Duration::from_secs(10),
+    };
+    let cache = dr_syncer_controller::agent::probe::ProbeCache::default();
+    let pod_exists = eventually_async("the probe pod created", DATA_WAIT, || async {
+        let n = pods.list(&params).await.map_err(|e| e.to_string())?.items.len();
+        if n > 0 { Ok(()) } else { Err("no probe pod yet".to_string()) }
+    });
+    tokio::select! {
+        result = dr_syncer_controller::agent::probe::check(&check, &cache) => panic!("the check ended first: {result:?}"),
+        () = pod_exists => {}
+    }
+    eventually_async("no probe pod left", Duration::from_secs(60), || async {
+        let left = pods.list(&params).await.map_err(|e| e.to_string())?.items;
+        if left.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("{:?}", left.iter().map(|p| p.metadata.name.clone()).collect::<Vec<_>>()))
+        }
+    })
+    .await;
+
+    env.apply_ctl(&json!({"apiVersion": "dr-syncer.io/v1alpha1", "kind": "ClusterMapping",
+        "metadata": {"name": "pair-hasty"}, "spec": {"sourceCluster": "source", "targetCluster": "dr",
+        "verifyConnectivity": false}}))
+        .await;
+    let series = || {
+        env.metrics()
+            .lines()
+            .any(|l| l.starts_with("dr_syncer_cluster_mapping_connected{") && l.contains("name=\"pair-hasty\""))
+    };
+    eventually_async("pair-hasty's series exported", DATA_WAIT, || async {
+        if series() { Ok(()) } else { Err("not yet".to_string()) }
+    })
+    .await;
+    env.cluster_mappings().delete("pair-hasty", &DeleteParams::default()).await.unwrap();
+    eventually_async("pair-hasty's series removed", DATA_WAIT, || async {
+        if series() { Err("still exported".to_string()) } else { Ok(()) }
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn pvc_data_is_copied_through_the_agent_verified_rotated_and_revoked() {
     let env = Env::start("lab-data").await;
@@ -97,6 +155,7 @@ async fn pvc_data_is_copied_through_the_agent_verified_rotated_and_revoked() {
         }
     })
     .await;
+    probe_pods_never_outlive_a_cancelled_check(&env).await;
     let dr_node = data::node_ip(&env.dr_client).await.0;
     let detail = &connection.connection_details[0];
     assert_eq!((&detail.source_node, &detail.target_node), (&agents.node.0, &dr_node), "checked from the DR node");
@@ -233,6 +292,19 @@ async fn pvc_data_is_copied_through_the_agent_verified_rotated_and_revoked() {
     eventually_async("authority revoked", DATA_WAIT, || async {
         let authorized = data::policy_text(&env.source_client, POLICY_AUTHORIZED_KEY).await;
         if !authorized.contains(&id) { Ok(()) } else { Err(authorized) }
+    })
+    .await;
+    // The PVC Leases of the deleted mappings go with them.
+    let leases: Api<k8s_openapi::api::coordination::v1::Lease> = Api::namespaced(env.dr_client.clone(), env.ctl.name());
+    eventually_async("PVC Leases removed", DATA_WAIT, || async {
+        let list = leases.list(&Default::default()).await.map_err(|e| e.to_string())?;
+        let left: Vec<String> = list
+            .items
+            .into_iter()
+            .filter_map(|l| l.metadata.name)
+            .filter(|n| n.starts_with("dr-syncer-pvc-"))
+            .collect();
+        if left.is_empty() { Ok(()) } else { Err(format!("{left:?}")) }
     })
     .await;
     tree::assert_same(&volume, &dest);

@@ -161,6 +161,10 @@ async fn the_data_path_works_when_the_remote_clusters_hold_only_the_example_perm
         let found = common::get(&env.dr_client, api_version, kind, &dst, name).await;
         assert!(found.is_some(), "{kind} {name} not replicated");
     }
+    // Every object of the default kinds went through: nothing was refused for lack of a permission.
+    let status = env.wait_synced_after("m", None).await;
+    let synced = status.conditions.iter().find(|c| c.type_ == "Synced").map(|c| (c.status.clone(), c.reason.clone()));
+    assert_eq!(synced, Some(("True".to_string(), "Synced".to_string())), "{:?}", status.resource_status);
     let deployment = common::get(&env.dr_client, "apps/v1", "Deployment", &dst, "web").await.unwrap();
     assert_eq!(deployment["spec"]["replicas"], json!(0), "parked at zero");
     data::wait_clean(&env, src.name(), &dst).await;

@@ -227,3 +227,46 @@ async fn paused_mapping_writes_nothing_and_scheduled_mapping_publishes_next_sync
     })
     .await;
 }
+
+/// A status write is no reason to look again: a failing ClusterMapping backs off (1 s, 2 s, 4 s, … with ±20 %
+/// jitter) instead of re-checking itself at every write of its own status, and a healthy RemoteCluster writes its
+/// heartbeat once per health interval (5 s here).
+#[tokio::test]
+async fn own_status_writes_wake_nothing_so_failures_back_off_and_heartbeats_keep_their_interval() {
+    let env = Env::start("quiet").await;
+    env.apply_ctl(
+        &json!({"apiVersion": "dr-syncer.io/v1alpha1", "kind": "ClusterMapping", "metadata": {"name": "broken"},
+        "spec": {"sourceCluster": "nowhere", "targetCluster": "dr", "verifyConnectivity": false}}),
+    )
+    .await;
+    let failures = || async {
+        let cm = env.cluster_mappings().get("broken").await.map_err(|e| e.to_string())?;
+        Ok::<i32, String>(cm.status.map(|s| s.consecutive_failures).unwrap_or_default())
+    };
+    let at_least = |n: i32| {
+        move || async move {
+            let got = failures().await?;
+            if got >= n { Ok(std::time::Instant::now()) } else { Err(format!("{got} failures")) }
+        }
+    };
+    let first = eventually_async("the first failure", common::WAIT, at_least(1)).await;
+    let fourth = eventually_async("the fourth failure", common::WAIT, at_least(4)).await;
+    // Three backoffs (1 s + 2 s + 4 s, with jitter down to 80 %: 5.6 s) at the least lie between them.
+    assert!(fourth - first >= std::time::Duration::from_millis(5_000), "{:?}", fourth - first);
+
+    let heartbeat = || async {
+        let rc = env.remote_clusters().get("source").await.map_err(|e| e.to_string())?;
+        rc.status.and_then(|s| s.last_sync_time).map(|t| t.0).ok_or_else(|| "no heartbeat yet".to_string())
+    };
+    let seen = eventually_async("a heartbeat", common::WAIT, heartbeat).await;
+    let next = |after: jiff::Timestamp| {
+        move || async move {
+            let t = heartbeat().await?;
+            if t > after { Ok((t, std::time::Instant::now())) } else { Err(format!("still {t}")) }
+        }
+    };
+    let (second, _) = eventually_async("the next heartbeat", common::WAIT, next(seen)).await;
+    let (third, _) = eventually_async("another heartbeat", common::WAIT, next(second)).await;
+    let gap = third.duration_since(second);
+    assert!(gap >= jiff::SignedDuration::from_secs(4), "heartbeats {gap:?} apart");
+}

@@ -37,7 +37,11 @@ SUDO=""
 export DEBIAN_FRONTEND=noninteractive
 PKGS="etcd-server golang-1.19-go golang-github-modern-go-reflect2-dev dpkg-dev make rsync"
 if ! grep -rqs '^Types:.*deb-src\|^deb-src' /etc/apt/sources.list /etc/apt/sources.list.d/; then
-  printf 'Types: deb-src\nURIs: http://deb.debian.org/debian\nSuites: bookworm\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' \
+  # The source packages come from the mirror this machine's apt already uses for bookworm (no host is named here).
+  site=$(apt-get indextargets --format '$(SITE) $(RELEASE) $(TARGET_OF) $(IDENTIFIER)' 2>/dev/null |
+    awk '$2 == "bookworm" && $3 == "deb" && $4 == "Packages" { print $1; exit }')
+  [ -n "$site" ] || { echo "build-k8s.sh: this machine's apt has no bookworm source to add deb-src for" >&2; exit 1; }
+  printf 'Types: deb-src\nURIs: %s\nSuites: bookworm\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' "$site" \
     | $SUDO tee /etc/apt/sources.list.d/dr-syncer-lab-src.sources >/dev/null
   $SUDO apt-get update -qq
 fi

@@ -40,7 +40,7 @@ pub const DEFAULT_SCHEDULE: &str = "*/5 * * * *";
     printcolumn = r#"{"name":"Cluster Mapping","type":"string","jsonPath":".spec.clusterMappingRef.name","priority":1}"#,
     printcolumn = r#"{"name":"Phase","type":"string","jsonPath":".status.phase"}"#,
     printcolumn = r#"{"name":"Last Sync","type":"date","jsonPath":".status.lastSyncTime","description":"When the last sync finished"}"#,
-    printcolumn = r#"{"name":"Next Sync","type":"date","jsonPath":".status.nextSyncTime","description":"When the next scheduled sync starts"}"#,
+    printcolumn = r#"{"name":"Next Sync","type":"string","jsonPath":".status.nextSyncTime","description":"When the next scheduled sync starts (UTC; a date column would show a future time as <invalid>)"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase")]
@@ -140,7 +140,9 @@ pub struct NamespaceMappingSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub immutable_resource_config: Option<ImmutableResourceConfig>,
 
-    /// Also replicate the CustomResourceDefinitions of the replicated custom resources. Default: false.
+    /// Also replicate the CustomResourceDefinitions of the replicated custom kinds (only those; one labelled
+    /// `dr-syncer.io/ignore: "true"` is left out), written to DR before their objects. Needs get, create and patch
+    /// on customresourcedefinitions for the DR cluster's identity. Default: false.
     #[serde(default, rename = "syncCRDs", skip_serializing_if = "Option::is_none")]
     #[schemars(extend("default" = false))]
     pub sync_crds: Option<bool>,
@@ -270,7 +272,10 @@ pub struct ClusterMappingRef {
     /// Name of the ClusterMapping.
     #[schemars(length(min = 1, max = 253), regex(pattern = DNS_SUBDOMAIN_PATTERN))]
     pub name: String,
-    /// Namespace of the ClusterMapping. Default: the NamespaceMapping's namespace.
+    /// Namespace of the ClusterMapping. Default: the NamespaceMapping's namespace. Another namespace's
+    /// ClusterMapping (and with it that namespace's RemoteClusters) is used only when it lists this mapping's
+    /// namespace in its annotation `dr-syncer.io/allow-references-from`; otherwise the mapping is refused with
+    /// reason ReferenceNotAllowed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 63), regex(pattern = DNS_LABEL_PATTERN))]
     pub namespace: Option<String>,

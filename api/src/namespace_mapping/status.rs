@@ -74,15 +74,6 @@ pub struct NamespaceMappingStatus {
     /// Objects whose last sync did not succeed (bounded list).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub resource_status: Vec<ResourceStatus>,
-    /// Progress of the sync in flight.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sync_progress: Option<SyncProgress>,
-    /// Counts of the last sync by kind.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub resource_groups: Vec<ResourceGroupStatus>,
-    /// Per-object detail for objects that are not in sync (bounded list).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub detailed_status: Vec<DetailedResourceStatus>,
     /// Errors of the last sync by category.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub error_categories: Vec<ErrorCategory>,
@@ -245,101 +236,6 @@ pub struct ResourceStatus {
     /// Why it failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
-}
-
-/// Progress of a sync in flight.
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct SyncProgress {
-    /// What the sync is doing now.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub current_operation: Option<String>,
-    /// Estimated time left, for example `40s`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = DURATION_PATTERN))]
-    pub estimated_time_remaining: Option<String>,
-    /// Percentage of objects handled.
-    #[schemars(range(min = 0, max = 100))]
-    pub percent_complete: i32,
-    /// Objects not handled yet.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 0))]
-    pub resources_remaining: Option<i32>,
-}
-
-/// Counts of one kind in the last sync.
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct ResourceGroupStatus {
-    /// Group and kind, for example `apps/Deployment` (core kinds without a group: `ConfigMap`).
-    pub group_kind: String,
-    /// Objects of this kind considered.
-    #[schemars(range(min = 0))]
-    pub total_count: i32,
-    /// Objects in sync.
-    #[schemars(range(min = 0))]
-    pub synced_count: i32,
-    /// Objects that failed.
-    #[schemars(range(min = 0))]
-    pub failed_count: i32,
-    /// Objects not handled yet.
-    #[schemars(range(min = 0))]
-    pub pending_count: i32,
-}
-
-/// Detail of one object that is not in sync.
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct DetailedResourceStatus {
-    /// The object, as `Kind/name`.
-    pub name: String,
-    /// Pending, InProgress, Synced or Failed.
-    pub sync_state: ObjectSyncState,
-    /// `resourceVersion` of the source object that was attempted.
-    pub version: String,
-    /// The last attempt.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_attempt: Option<SyncAttempt>,
-    /// Objects this one waits for (for example the namespace, or a CRD).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub dependencies: Vec<ResourceDependency>,
-}
-
-/// Outcome of one attempt.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
-#[schemars(transform = crate::common::field_docs_only)]
-pub enum AttemptResult {
-    /// Written or already in sync.
-    #[default]
-    Success,
-    /// Failed.
-    Failed,
-    /// Deliberately not written (ignored, conflicting or unchanged policy).
-    Skipped,
-    /// Failed and will be retried.
-    Retrying,
-}
-
-/// One sync attempt of an object.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct SyncAttempt {
-    /// Success, Failed, Skipped or Retrying.
-    pub result: AttemptResult,
-    /// When.
-    pub time: Time,
-}
-
-/// Something an object waits for.
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct ResourceDependency {
-    /// Kind of the dependency.
-    pub kind: String,
-    /// Name of the dependency.
-    pub name: String,
-    /// Pending, InProgress, Synced or Failed.
-    pub status: ObjectSyncState,
 }
 
 /// Errors of one category.

@@ -32,17 +32,19 @@ pub struct PvcSyncSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ssh: Option<AgentSshSpec>,
 
-    /// Most PVC data copies that read from this cluster at once.
+    /// Most PVC data copies that read from this cluster at once, over all mappings. Default: this cluster's
+    /// globalConcurrencyLimit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 256))]
     pub concurrency: Option<i32>,
 
-    /// Most PVC data copies dr-syncer runs at once across every mapping. Default: 4.
+    /// Most PVC data copies the controller runs at once across every mapping and cluster. When source clusters
+    /// set different values, the smallest applies. Default: 4.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(extend("default" = DEFAULT_GLOBAL_CONCURRENCY_LIMIT), range(min = 1, max = 256))]
     pub global_concurrency_limit: Option<i32>,
 
-    /// Retries of a failed PVC data copy.
+    /// Retries of a failed PVC data copy from this cluster, for each field a mapping's retryConfig does not set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry_config: Option<AgentRetryConfig>,
 
@@ -50,7 +52,9 @@ pub struct PvcSyncSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deployment: Option<AgentDeployment>,
 
-    /// How agent health is checked.
+    /// Accepted from earlier manifests and ignored (condition FieldsSupported False, reason UnsupportedField):
+    /// the agents' readiness probes and a ClusterMapping's agent check (verifyConnectivity,
+    /// connectivityTimeoutSeconds) check agent health.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health_check: Option<AgentHealthCheck>,
 
@@ -98,7 +102,7 @@ pub struct AgentSshSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(extend("default" = DEFAULT_AGENT_SSH_PORT), range(min = 1, max = 65535))]
     pub port: Option<i32>,
-    /// Deprecated and ignored (condition AgentsReady says so): earlier versions gave all agents this one SSH
+    /// Deprecated and ignored (condition FieldsSupported False, reason UnsupportedField): earlier versions gave all agents this one SSH
     /// host key. Each agent now makes its own in memory, which the controller reads from that agent's log and the
     /// clients pin, so no Secret holds an agent's private key and one node's key cannot pose as another's.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -45,7 +45,9 @@ pub struct RemoteClusterSpec {
     #[schemars(regex(pattern = cron_pattern()))]
     pub default_schedule: Option<String>,
 
-    /// Resource types used by NamespaceMappings that name this cluster and set no `resourceTypes` of their own.
+    /// Resource types replicated by NamespaceMappings whose source is this cluster and that set no `resourceTypes`
+    /// of their own. Without either, the default kinds (ConfigMap, Secret, Deployment, Service, Ingress,
+    /// PersistentVolumeClaim) are replicated.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub default_resource_types: Option<Vec<String>>,
 
@@ -61,7 +63,9 @@ pub struct KubeconfigSecretRef {
     /// Name of the Secret.
     #[schemars(length(min = 1, max = 253), regex(pattern = DNS_SUBDOMAIN_PATTERN))]
     pub name: String,
-    /// Namespace of the Secret.
+    /// Namespace of the Secret: the RemoteCluster's own, or another whose Secret lists the RemoteCluster's
+    /// namespace in its annotation `dr-syncer.io/allow-references-from` (else KubeconfigAvailable is False with
+    /// reason ReferenceNotAllowed).
     #[schemars(length(min = 1, max = 63), regex(pattern = DNS_LABEL_PATTERN))]
     pub namespace: String,
     /// Key in the Secret's data that holds the kubeconfig. Default: `kubeconfig`.

@@ -21,7 +21,8 @@ pub struct RemoteClusterStatus {
     /// When the cluster last answered a connectivity check.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_sync_time: Option<Time>,
-    /// KubeconfigAvailable, KubeconfigValid, ClusterAvailable, ScheduleValid and PVCSyncReady, each with a reason.
+    /// KubeconfigAvailable, KubeconfigValid, ClusterAvailable, ScheduleValid, FieldsSupported and (with
+    /// pvcSync.enabled) AgentsReady, each with a reason.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(transform = conditions_list)]
     pub conditions: Vec<Condition>,
@@ -40,20 +41,9 @@ pub struct PvcSyncStatus {
     /// Agents by node.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agent_status: Option<AgentStatus>,
-    /// When a PVC data copy from this cluster last succeeded.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_successful_sync: Option<Time>,
     /// When the agents were last deployed or upgraded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_deployment_time: Option<Time>,
-    /// PVC data copies from this cluster that failed since the last success.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub failed_syncs: Option<i32>,
-    /// No longer set: earlier versions showed the one SSH host key all agents shared. Each agent now makes its
-    /// own at start and logs it ("host key generated", with its fingerprint); clients pin the key of the agent
-    /// they reach.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub host_key_fingerprint: Option<String>,
     /// The agent image deployed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agent_image: Option<String>,
@@ -84,32 +74,12 @@ pub struct AgentNodeStatus {
     /// The agent pod is ready.
     #[serde(default)]
     pub ready: bool,
-    /// When the agent was last seen healthy.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_heartbeat: Option<Time>,
-    /// Result of the last SSH handshake with this agent.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ssh_status: Option<SshConnectionStatus>,
     /// The agent pod.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pod_status: Option<AgentPodStatus>,
     /// Human-readable detail.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
-}
-
-/// Result of an SSH handshake.
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct SshConnectionStatus {
-    /// When the handshake was attempted.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_check_time: Option<Time>,
-    /// The handshake succeeded with the pinned host key.
-    pub connected: bool,
-    /// Why it failed.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
 }
 
 /// An agent pod's state.

@@ -8,10 +8,11 @@ use std::time::Duration;
 use dr_syncer_agent::host_key::HOST_KEY_GENERATED;
 use dr_syncer_api::RemoteCluster;
 use dr_syncer_api::agent::{AGENT_NAME, AGENT_NAMESPACE, LABEL_APP};
-use dr_syncer_api::constants::LABEL_KEY_TYPE;
+use dr_syncer_api::constants::{ANNOTATION_HOST_KEYS_ROTATED, ANNOTATION_ROTATE_SSH_KEY, LABEL_KEY_TYPE};
 use futures::StreamExt;
+use k8s_openapi::api::apps::v1::DaemonSet;
 use k8s_openapi::api::core::v1::{Pod, Secret};
-use kube::api::{Api, DeleteParams, ListParams, LogParams};
+use kube::api::{Api, DeleteParams, ListParams, LogParams, Patch, PatchParams};
 use kube::{Client, ResourceExt};
 
 use crate::data::failure::Failure;
@@ -137,6 +138,26 @@ pub fn identity(pod: &Pod) -> String {
         .map(|c| c.iter().map(|c| c.restart_count).sum())
         .unwrap_or_default();
     format!("{}#{restarts}", pod.uid().unwrap_or_default())
+}
+
+/// Rotates every agent's host key when `rc` carries [`ANNOTATION_ROTATE_SSH_KEY`]: the agents' pod template gets
+/// a new [`ANNOTATION_HOST_KEYS_ROTATED`] time, so the DaemonSet replaces them one node at a time and each new agent
+/// makes a new key; then the annotation is removed. Returns whether it rotated.
+pub async fn rotate_if_asked(local: &Client, remote: &Client, rc: &RemoteCluster, t: Duration) -> Result<bool, Error> {
+    if !rc.annotations().contains_key(ANNOTATION_ROTATE_SSH_KEY) {
+        return Ok(false);
+    }
+    let now = jiff::Timestamp::now().to_string();
+    let daemon_sets: Api<DaemonSet> = Api::namespaced(remote.clone(), AGENT_NAMESPACE);
+    let patch =
+        serde_json::json!({"spec": {"template": {"metadata": {"annotations": {ANNOTATION_HOST_KEYS_ROTATED: now}}}}});
+    let params = PatchParams::default();
+    with_timeout("restart the agents", t, daemon_sets.patch(AGENT_NAME, &params, &Patch::Merge(&patch))).await?;
+    let rcs: Api<RemoteCluster> = Api::namespaced(local.clone(), &rc.namespace().unwrap_or_default());
+    let remove = serde_json::json!({"metadata": {"annotations": {ANNOTATION_ROTATE_SSH_KEY: null}}});
+    with_timeout("remove the rotate annotation", t, rcs.patch(&rc.name_any(), &params, &Patch::Merge(&remove))).await?;
+    tracing::info!(remote_cluster = %rc.name_any(), "agents restarted: each makes a new host key");
+    Ok(true)
 }
 
 /// Deletes the host-key Secret an earlier version generated next to `rc` (agents now make their own keys, so it is

@@ -68,7 +68,6 @@ pub fn observe(ds: Option<&DaemonSet>, pods: &[Pod]) -> Observed {
                 message: waiting.map(|w| {
                     format!("{}: {}", w.reason.clone().unwrap_or_default(), w.message.clone().unwrap_or_default())
                 }),
-                ..Default::default()
             },
         );
     }

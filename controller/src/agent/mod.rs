@@ -27,13 +27,14 @@ pub fn enabled(rc: &RemoteCluster) -> bool {
 }
 
 /// Installs, upgrades or removes the agents of `rc` in its cluster (`remote`), as its spec asks, and reads back
-/// how they run. `local` is the controller's own cluster; `scope` the one namespace
-/// the controller watches, if any.
+/// how they run. `local` is the controller's own cluster; `scope` the one namespace the controller watches, if
+/// any. With `apply` false (nothing changed since the last install, which is recent) the objects are only read,
+/// so agents that take long to get ready are watched without a write every few seconds.
 pub async fn reconcile(
     local: &Client,
     remote: &Client,
     rc: &RemoteCluster,
-    (default_image, scope): (&str, Option<&str>),
+    (default_image, scope, apply): (&str, Option<&str>, bool),
     timeout: Duration,
 ) -> AgentOutcome {
     let owner = owner(rc);
@@ -47,10 +48,28 @@ pub async fn reconcile(
             Err(e) => failed(&e),
         };
     }
+    if !apply {
+        return match read_only(remote, rc, default_image, timeout).await {
+            Ok(outcome) => outcome,
+            Err(e) => failed(&e),
+        };
+    }
     match install_and_read(local, remote, rc, &owner, (default_image, scope), timeout).await {
         Ok(outcome) => outcome,
         Err(e) => failed(&e),
     }
+}
+
+/// How the installed agents run, without writing anything.
+async fn read_only(
+    remote: &Client,
+    rc: &RemoteCluster,
+    default_image: &str,
+    timeout: Duration,
+) -> Result<AgentOutcome, Error> {
+    let spec = rc.spec.pvc_sync.clone().unwrap_or_default();
+    let observed = install::read(remote, timeout).await?;
+    Ok(AgentOutcome::Installed { observed, image: manifests::image(&spec, default_image) })
 }
 
 async fn install_and_read(
@@ -68,17 +87,13 @@ async fn install_and_read(
     let input = manifests::AgentInput { owner: owner.to_string(), remote_cluster: &name, spec: &spec, default_image };
     let plan = manifests::plan(&input)?;
     install::install(remote, &plan, owner, timeout).await?;
+    host_keys::rotate_if_asked(local, remote, rc, timeout).await?;
     // Keys of deleted mappings (or ones that stopped copying data) are revoked even if the controller missed it.
     if let Err(failure) = crate::data::policy::revoke_stale(local, remote, scope, timeout).await {
         tracing::warn!(remote_cluster = %owner, reason = failure.reason, message = %failure.message, "stale agent keys not revoked yet");
     }
     let observed = install::read(remote, timeout).await?;
-    Ok(AgentOutcome::Installed { observed, image: plan.image.clone(), key_secret_ignored: key_secret_ignored(rc) })
-}
-
-/// Whether `rc` still names a host-key Secret (`spec.pvcSync.ssh.keySecretRef`), which no agent uses any more.
-fn key_secret_ignored(rc: &RemoteCluster) -> bool {
-    rc.spec.pvc_sync.as_ref().and_then(|p| p.ssh.as_ref()).is_some_and(|s| s.key_secret_ref.is_some())
+    Ok(AgentOutcome::Installed { observed, image: plan.image.clone() })
 }
 
 fn failed(e: &Error) -> AgentOutcome {

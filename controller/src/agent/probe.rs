@@ -115,7 +115,6 @@ pub fn fold(
         .collect();
     ConnectionStatus {
         total_source_agents: details.len() as i32,
-        total_target_agents: 0,
         connected_agents: details.iter().filter(|d| d.connected).count() as i32,
         connection_details: details,
     }
@@ -193,11 +192,46 @@ pub async fn check(c: &Check<'_>, cache: &ProbeCache) -> Result<ConnectionStatus
     Ok(status)
 }
 
-/// Runs the probe pod to its end; returns its result lines and the node it ran on. The pod is always deleted.
+/// Labels selecting the probe pods of one ClusterMapping.
+fn selector(mapping: (&str, &str)) -> String {
+    format!(
+        "{LABEL_DATA_ROLE}={ROLE_PROBE},{LABEL_MAPPING}={},{LABEL_MAPPING_NAMESPACE}={}",
+        label_value(mapping.1),
+        label_value(mapping.0)
+    )
+}
+
+/// Deletes a probe pod when dropped, also when the check is cancelled midway (its time budget ran out).
+struct PodGuard {
+    pods: Api<Pod>,
+    name: String,
+    timeout: Duration,
+}
+
+impl Drop for PodGuard {
+    fn drop(&mut self) {
+        let (pods, name, t) = (self.pods.clone(), std::mem::take(&mut self.name), self.timeout);
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                let _ = tokio::time::timeout(t, pods.delete(&name, &DeleteParams::default().grace_period(0))).await;
+            });
+        }
+    }
+}
+
+/// Runs the probe pod to its end; returns its result lines and the node it ran on. The pod is always deleted, and
+/// probe pods of the same mapping that an interrupted check (or controller) left are deleted first.
 async fn run_pod(c: &Check<'_>, targets: &[Target], known: &[KnownKey]) -> Result<(Vec<ProbeResult>, String), String> {
     let t = c.timeout;
     ensure_namespace(c.target, t).await?;
     let pods: Api<Pod> = Api::namespaced(c.target.clone(), AGENT_NAMESPACE);
+    let params = ListParams::default().labels(&selector(c.mapping));
+    if let Ok(left) = with_timeout("list leftover probe pods", t, pods.list(&params)).await {
+        for pod in left.items {
+            let name = pod.metadata.name.unwrap_or_default();
+            let _ = tokio::time::timeout(t, pods.delete(&name, &DeleteParams::default().grace_period(0))).await;
+        }
+    }
     let suffix: u32 = rand::random();
     let hash = crate::data::short_hash(&format!("{}/{}", c.mapping.0, c.mapping.1));
     let name = format!("dr-syncer-probe-{}-{:08x}", &hash[..10], suffix);
@@ -205,10 +239,8 @@ async fn run_pod(c: &Check<'_>, targets: &[Target], known: &[KnownKey]) -> Resul
     with_timeout(format!("create Pod {AGENT_NAMESPACE}/{name}"), t, pods.create(&PostParams::default(), &pod))
         .await
         .map_err(|e| format!("cannot start the probe pod in the target cluster: {e}"))?;
-    let outcome = wait_and_read(&pods, &name, t).await;
-    let now = DeleteParams::default().grace_period(0);
-    let _ = tokio::time::timeout(t, pods.delete(&name, &now)).await;
-    outcome
+    let _guard = PodGuard { pods: pods.clone(), name: name.clone(), timeout: t };
+    wait_and_read(&pods, &name, t).await
 }
 
 async fn wait_and_read(pods: &Api<Pod>, name: &str, t: Duration) -> Result<(Vec<ProbeResult>, String), String> {

@@ -9,9 +9,6 @@ use crate::reconcile::conditions::{self, Desired, FALSE, TRUE};
 /// Condition: the agents are installed and ready.
 pub const AGENTS_READY: &str = "AgentsReady";
 
-/// Added to the AgentsReady message of a RemoteCluster that still names a host-key Secret.
-pub const KEY_SECRET_IGNORED: &str = "; spec.pvcSync.ssh.keySecretRef is ignored: each agent makes its own host key";
-
 /// What the agent step of a reconcile found.
 #[derive(Clone, Debug, PartialEq)]
 pub enum AgentOutcome {
@@ -25,8 +22,6 @@ pub enum AgentOutcome {
         observed: Observed,
         /// Image deployed.
         image: String,
-        /// The RemoteCluster names a host-key Secret, which is no longer used.
-        key_secret_ignored: bool,
     },
     /// They could not be installed.
     Failed {
@@ -64,7 +59,7 @@ pub fn fold(
             *pvc_sync = None;
             conds.retain(|c| c.type_ != AGENTS_READY);
         }
-        AgentOutcome::Installed { observed, image, key_secret_ignored } => {
+        AgentOutcome::Installed { observed, image } => {
             let mut s = pvc_sync.clone().unwrap_or_default();
             if s.agent_image.as_deref() != Some(image) {
                 s.last_deployment_time = Some(now.clone());
@@ -72,14 +67,9 @@ pub fn fold(
             s.phase = Some(observed.phase.to_string());
             s.agent_status = Some(observed.agents.clone());
             s.message = Some(observed.message.clone());
-            // Each agent has its own host key now; there is no one fingerprint to show.
-            s.host_key_fingerprint = None;
             s.agent_image = Some(image.clone());
             *pvc_sync = Some(s);
-            let mut message = observed.message.clone();
-            if *key_secret_ignored {
-                message.push_str(KEY_SECRET_IGNORED);
-            }
+            let message = observed.message.clone();
             if observed.phase == phase::READY {
                 set(TRUE, "Ready", message);
             } else {
@@ -109,7 +99,6 @@ mod tests {
         AgentOutcome::Installed {
             observed: Observed { phase, agents: AgentStatus::default(), message: "1 of 1 agents ready".into() },
             image: image.into(),
-            key_secret_ignored: false,
         }
     }
 
@@ -124,24 +113,6 @@ mod tests {
         assert_eq!(conditions::get(&conds, AGENTS_READY).unwrap().status, TRUE);
         fold(&mut pvc, &mut conds, &installed(phase::READY, "a:2"), Some(1), &now(30));
         assert_eq!(pvc.as_ref().unwrap().last_deployment_time, Some(now(30)));
-    }
-
-    #[test]
-    fn fold_clears_the_shared_fingerprint_and_says_a_key_secret_is_ignored_when_one_is_named() {
-        let mut pvc = Some(PvcSyncStatus { host_key_fingerprint: Some("SHA256:old".into()), ..Default::default() });
-        let mut conds = Vec::new();
-        let outcome = AgentOutcome::Installed {
-            observed: Observed { phase: phase::READY, agents: AgentStatus::default(), message: "ready".into() },
-            image: "a:1".into(),
-            key_secret_ignored: true,
-        };
-        fold(&mut pvc, &mut conds, &outcome, Some(1), &now(10));
-        assert_eq!(pvc.unwrap().host_key_fingerprint, None);
-        let ready = conditions::get(&conds, AGENTS_READY).unwrap();
-        assert_eq!(
-            (ready.status.as_str(), ready.message.as_str()),
-            (TRUE, format!("ready{KEY_SECRET_IGNORED}").as_str())
-        );
     }
 
     #[test]

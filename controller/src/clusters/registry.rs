@@ -52,6 +52,19 @@ pub enum ClusterError {
         /// Why.
         message: String,
     },
+    /// The Secret is in another namespace that does not allow references from the RemoteCluster's.
+    #[error(
+        "kubeconfig Secret {namespace}/{name} is in another namespace than the RemoteCluster ({referrer}); add {referrer} to its annotation {annotation} to allow it",
+        annotation = dr_syncer_api::constants::ANNOTATION_ALLOW_REFERENCES_FROM
+    )]
+    ReferenceNotAllowed {
+        /// Secret namespace.
+        namespace: String,
+        /// Secret name.
+        name: String,
+        /// The RemoteCluster's namespace.
+        referrer: String,
+    },
     /// The kubeconfig is unusable.
     #[error("invalid kubeconfig in Secret {secret}: {problem}")]
     Kubeconfig {
@@ -70,6 +83,7 @@ impl ClusterError {
             ClusterError::SecretNotFound { .. } => "SecretNotFound",
             ClusterError::SecretKeyMissing { .. } => "SecretKeyMissing",
             ClusterError::SecretUnreadable { .. } => "SecretUnreadable",
+            ClusterError::ReferenceNotAllowed { .. } => "ReferenceNotAllowed",
             ClusterError::Kubeconfig { problem, .. } => problem.reason,
         }
     }
@@ -132,6 +146,10 @@ impl Registry {
                 return Err(ClusterError::SecretUnreadable { namespace, name, message });
             }
         };
+        let referrer = rc.namespace().unwrap_or_default();
+        if !dr_syncer_api::constants::reference_allowed(&referrer, &namespace, secret.metadata.annotations.as_ref()) {
+            return Err(ClusterError::ReferenceNotAllowed { namespace, name, referrer });
+        }
         let version = format!(
             "{}:{}:{}",
             secret.uid().unwrap_or_default(),

@@ -50,6 +50,9 @@ impl DataRequest {
     }
 }
 
+/// Longest wait for a deleted mapping's cancelled copies to end before its idle PVC Leases are removed.
+const RELEASE_WAIT: std::time::Duration = std::time::Duration::from_secs(120);
+
 /// Per-mapping state shared by its run and its copies.
 #[derive(Default)]
 pub struct MappingData {
@@ -92,6 +95,10 @@ impl MappingData {
     }
 }
 
+/// The process-wide copy slots: each source cluster's `globalConcurrencyLimit`, the limit in force (the smallest)
+/// and the semaphore holding it.
+type ProcessSlots = (HashMap<String, usize>, usize, Arc<Semaphore>);
+
 /// Copy slots per source cluster: its limit and the semaphore holding them.
 type Slots = HashMap<String, (usize, Arc<Semaphore>)>;
 
@@ -103,7 +110,11 @@ pub struct DataSync {
     /// Metrics.
     pub metrics: DataMetrics,
     mappings: Arc<Mutex<HashMap<String, Arc<MappingData>>>>,
-    global: Arc<Mutex<Slots>>,
+    /// Per source cluster (`pvcSync.concurrency`).
+    per_cluster: Arc<Mutex<Slots>>,
+    /// Across every cluster (`pvcSync.globalConcurrencyLimit`): each cluster's setting, and the slots of the
+    /// smallest.
+    process: Arc<Mutex<ProcessSlots>>,
 }
 
 impl DataSync {
@@ -113,7 +124,8 @@ impl DataSync {
             identity,
             metrics: DataMetrics::register(registry)?,
             mappings: Arc::default(),
-            global: Arc::default(),
+            per_cluster: Arc::default(),
+            process: Arc::new(Mutex::new((HashMap::new(), 0, Arc::new(Semaphore::new(1))))),
         })
     }
 
@@ -124,22 +136,36 @@ impl DataSync {
         }
     }
 
-    /// The copy slots of a source cluster, resized to `limit` when it changed (running copies keep theirs).
-    pub fn global_slots(&self, rc: &RemoteCluster) -> Arc<Semaphore> {
-        let limit = rc
-            .spec
-            .pvc_sync
-            .as_ref()
-            .and_then(|p| p.global_concurrency_limit)
-            .unwrap_or(DEFAULT_GLOBAL_CONCURRENCY_LIMIT)
-            .max(1) as usize;
+    /// The copy slots a copy from `rc` takes, in order: the cluster's own (`pvcSync.concurrency`, default its
+    /// `globalConcurrencyLimit`) and the process's (`globalConcurrencyLimit`, the smallest any source cluster sets,
+    /// default 4). A changed limit makes new slots (running copies keep theirs).
+    pub fn slots(&self, rc: &RemoteCluster) -> [Arc<Semaphore>; 2] {
+        let pvc_sync = rc.spec.pvc_sync.clone().unwrap_or_default();
+        let global = pvc_sync.global_concurrency_limit.unwrap_or(DEFAULT_GLOBAL_CONCURRENCY_LIMIT).max(1) as usize;
+        let own = pvc_sync.concurrency.map_or(global, |c| c.max(1) as usize);
         let key = format!("{}/{}", rc.namespace().unwrap_or_default(), rc.name_any());
-        let Ok(mut map) = self.global.lock() else { return Arc::new(Semaphore::new(limit)) };
-        let entry = map.entry(key).or_insert_with(|| (limit, Arc::new(Semaphore::new(limit))));
-        if entry.0 != limit {
-            *entry = (limit, Arc::new(Semaphore::new(limit)));
-        }
-        entry.1.clone()
+        let cluster = match self.per_cluster.lock() {
+            Ok(mut map) => {
+                let entry = map.entry(key.clone()).or_insert_with(|| (own, Arc::new(Semaphore::new(own))));
+                if entry.0 != own {
+                    *entry = (own, Arc::new(Semaphore::new(own)));
+                }
+                entry.1.clone()
+            }
+            Err(_) => Arc::new(Semaphore::new(own)),
+        };
+        let process = match self.process.lock() {
+            Ok(mut state) => {
+                state.0.insert(key, global);
+                let limit = state.0.values().copied().min().unwrap_or(global);
+                if state.1 != limit {
+                    (state.1, state.2) = (limit, Arc::new(Semaphore::new(limit)));
+                }
+                state.2.clone()
+            }
+            Err(_) => Arc::new(Semaphore::new(global)),
+        };
+        [cluster, process]
     }
 
     /// Starts a data sync of the mapping, or queues it behind the running one (the newest request wins).
@@ -166,7 +192,12 @@ impl DataSync {
         tokio::spawn(async move {
             let mut request = request;
             loop {
-                super::task::run(&ctx, &manager, &data, &request).await;
+                let (c, m, d, r) = (ctx.clone(), manager.clone(), data.clone(), request.clone());
+                let run = crate::contain::contain(async move { super::task::run(&c, &m, &d, &r).await });
+                if let Err(message) = run.await {
+                    let failure = super::failure::Failure::transient(crate::contain::PANICKED, message);
+                    super::task::report_failure(&ctx, &data, &request, &failure).await;
+                }
                 let Ok(mut run) = data.run.lock() else { return };
                 match run.pending.take() {
                     Some(next) if !data.cancel.is_cancelled() => request = next,
@@ -212,6 +243,15 @@ impl DataSync {
                 tracing::warn!(mapping = %key, reason = failure.reason, message = %failure.message,
                     "could not remove everything data sync made for the mapping; the RemoteCluster's agent check revokes its keys later");
             }
+            // Its PVCs' Leases, once nobody holds them: its cancelled copies hand them back as they end.
+            let deadline = tokio::time::Instant::now() + RELEASE_WAIT;
+            while data.in_flight.load(Ordering::SeqCst) > 0 && tokio::time::Instant::now() < deadline {
+                tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+            }
+            let cluster = last.source_rc.name_any();
+            let leases: Vec<String> =
+                data.snapshot().pvcs.iter().map(|p| super::lease::name(&cluster, &p.namespace, &p.name)).collect();
+            super::lease::remove_idle(&ctx.client, &ns, &leases, ctx.settings.sync_api_timeout).await;
             if !deleted && let Err(error) = clear_status(&ctx, &last.mapping).await {
                 tracing::debug!(mapping = %key, %error, "status.dataSync not removed");
             }
@@ -242,4 +282,44 @@ async fn apply_status(ctx: &Context, mapping: &NamespaceMapping, status: serde_j
     let (name, patch) = (mapping.name_any(), Patch::Apply(&body));
     let patch = api.patch_status(&name, &params, &patch);
     crate::error::with_timeout(what, ctx.settings.api_timeout, patch).await.map(|_| ())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rc(name: &str, concurrency: Option<i32>, global: Option<i32>) -> RemoteCluster {
+        let mut rc: RemoteCluster = serde_json::from_value(serde_json::json!({
+            "apiVersion": "dr-syncer.io/v1alpha1", "kind": "RemoteCluster",
+            "metadata": {"name": name, "namespace": "ops"},
+            "spec": {"kubeconfigSecretRef": {"name": "k", "namespace": "ops"}}}))
+        .unwrap();
+        rc.spec.pvc_sync = Some(dr_syncer_api::remote_cluster::PvcSyncSpec {
+            concurrency,
+            global_concurrency_limit: global,
+            ..Default::default()
+        });
+        rc
+    }
+
+    #[test]
+    fn slots_limit_each_cluster_by_concurrency_and_the_process_by_the_smallest_global_limit() {
+        let sync = DataSync::new(&prometheus::Registry::new(), "t".into()).unwrap();
+        let [cluster, process] = sync.slots(&rc("a", Some(1), Some(3)));
+        assert_eq!((cluster.available_permits(), process.available_permits()), (1, 3));
+        let [cluster, process] = sync.slots(&rc("b", None, Some(2)));
+        assert_eq!(
+            (cluster.available_permits(), process.available_permits()),
+            (2, 2),
+            "b: its global limit, the smallest"
+        );
+        let [_, again] = sync.slots(&rc("a", Some(1), Some(3)));
+        assert!(Arc::ptr_eq(&again, &process), "one process-wide pool");
+        let [cluster, process] = sync.slots(&rc("c", None, None));
+        assert_eq!(
+            (cluster.available_permits(), process.available_permits()),
+            (4, 2),
+            "defaults: 4, the smallest stays"
+        );
+    }
 }

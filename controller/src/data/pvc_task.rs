@@ -6,7 +6,6 @@ use std::time::{Duration, Instant};
 
 use dr_syncer_agent::progress::Report;
 use dr_syncer_api::common::VerificationMode;
-use dr_syncer_api::constants::ANNOTATION_VERIFICATION_MODE;
 use dr_syncer_api::namespace_mapping::{DataProgress, PvcDataPhase, PvcDataStatus};
 use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::api::core::v1::PersistentVolumeClaim;
@@ -51,7 +50,9 @@ pub(super) async fn copy_pvc(
     let (ns, name) = (request.mapping.namespace().unwrap_or_default(), request.mapping.name_any());
     let pvc_what = format!("{}/{}", job.source_ns, job.pvc);
     let lease_name = lease::name(&request.source_rc.name_any(), &job.source_ns, &job.pvc);
-    let retry = RetryPolicy::from_config(request.mapping.spec.retry_config.as_ref());
+    let cluster_retries = request.source_rc.spec.pvc_sync.as_ref().and_then(|p| p.retry_config.as_ref());
+    let retries = super::settings::copy_retries(request.mapping.spec.retry_config.as_ref(), cluster_retries);
+    let retry = RetryPolicy::from_config(Some(&retries));
     let started = Instant::now();
     let start_time = Timestamp::now();
     data.in_flight.fetch_add(1, Ordering::SeqCst);
@@ -209,7 +210,8 @@ async fn copy_once(
     data: &MappingData,
     stop: &CancellationToken,
 ) -> Result<Totals, Failure> {
-    let verify = pvc_verification(request, job, settings.verify, ctx.settings.sync_api_timeout).await;
+    let defaults = (settings.verify, settings.sample_percent);
+    let (verify, sample_percent) = pvc_verification(request, job, defaults, ctx.settings.sync_api_timeout).await;
     let input = CopyInput {
         mapping: (request.mapping.namespace().unwrap_or_default(), request.mapping.name_any()),
         sync_id: super::short_hash(&format!("{}{}", Timestamp::now(), job.pvc))[..10].to_string(),
@@ -224,7 +226,7 @@ async fn copy_once(
         timeout: settings.timeout,
         options: settings.options.clone(),
         verify,
-        sample_percent: settings.sample_percent,
+        sample_percent,
         special_files: settings.config.special_files.unwrap_or(false),
         max_delete_percent: settings.max_delete_percent,
     };
@@ -253,20 +255,18 @@ async fn copy_once(
     .await
 }
 
-/// The PVC's own verification mode (annotation `dr-syncer.io/verification-mode` on the source PVC), else the
-/// mapping's.
+/// The PVC's own verification mode and sample share (annotations on the source PVC), else the mapping's.
 async fn pvc_verification(
     request: &DataRequest,
     job: &PvcJob,
-    default: VerificationMode,
+    defaults: (VerificationMode, u8),
     t: Duration,
-) -> VerificationMode {
+) -> (VerificationMode, u8) {
     let api: Api<PersistentVolumeClaim> = Api::namespaced(request.source.clone(), &job.source_ns);
-    let Ok(Ok(Some(pvc))) = tokio::time::timeout(t, api.get_opt(&job.pvc)).await else { return default };
-    match pvc.annotations().get(ANNOTATION_VERIFICATION_MODE).map(String::as_str) {
-        Some("none") => VerificationMode::None,
-        Some("sample") => VerificationMode::Sample,
-        Some("full") => VerificationMode::Full,
-        _ => default,
+    let Ok(Ok(Some(pvc))) = tokio::time::timeout(t, api.get_opt(&job.pvc)).await else { return defaults };
+    let (mode, percent, problems) = super::settings::pvc_verification(pvc.annotations(), defaults);
+    for problem in problems {
+        tracing::warn!(mapping = %request.key(), pvc = %format!("{}/{}", job.source_ns, job.pvc), "{problem}");
     }
+    (mode, percent)
 }

@@ -52,21 +52,33 @@ pub(super) async fn run(ctx: &Context, manager: &DataSync, data: &Arc<MappingDat
         tracing::info!(mapping = %request.key(), "data sync stopped: the mapping no longer copies data");
         return;
     }
-    if let Err(failure) = result {
-        tracing::warn!(mapping = %request.key(), reason = failure.reason, message = %failure.message, "data sync could not run");
-        data.update(|s| {
-            for pvc in &mut s.pvcs {
-                pvc.phase = PvcDataPhase::Failed;
-                pvc.last_error = Some(error(&failure));
-            }
-        });
-        let object = mapping.object_ref(&());
-        ctx.events.publish(&object, Severity::Warning, failure.reason, "DataSync", &failure.message).await;
-    }
     manager.metrics.set_load((&ns, &name), 0, 0);
     writer.abort();
+    match result {
+        Err(failure) => report_failure(ctx, data, request, &failure).await,
+        Ok(()) => {
+            let status = data.snapshot();
+            if let Err(error) = write_status(ctx, mapping, &status).await {
+                tracing::warn!(mapping = %request.key(), %error, "cannot write status.dataSync");
+            }
+        }
+    }
+}
+
+/// Reports a data sync that could not run (or panicked) on every PVC of the mapping, with an event, and writes the
+/// status.
+pub(super) async fn report_failure(ctx: &Context, data: &MappingData, request: &DataRequest, failure: &Failure) {
+    tracing::warn!(mapping = %request.key(), reason = failure.reason, message = %failure.message, "data sync could not run");
+    data.update(|s| {
+        for pvc in &mut s.pvcs {
+            pvc.phase = PvcDataPhase::Failed;
+            pvc.last_error = Some(error(failure));
+        }
+    });
+    let object = request.mapping.object_ref(&());
+    ctx.events.publish(&object, Severity::Warning, failure.reason, "DataSync", &failure.message).await;
     let status = data.snapshot();
-    if let Err(error) = write_status(ctx, mapping, &status).await {
+    if let Err(error) = write_status(ctx, &request.mapping, &status).await {
         tracing::warn!(mapping = %request.key(), %error, "cannot write status.dataSync");
     }
 }
@@ -135,11 +147,14 @@ async fn run_inner(
     });
     for (pvc_ns, pvc) in &gone {
         manager.metrics.forget_pvc((&ns, &name), (pvc_ns, pvc));
-        tracing::info!(mapping = %request.key(), pvc = %format!("{pvc_ns}/{pvc}"), "PVC no longer in the mapping; its data status and metrics removed");
+        tracing::info!(mapping = %request.key(), pvc = %format!("{pvc_ns}/{pvc}"), "PVC no longer in the mapping; its data status, metrics and Lease removed");
     }
+    let cluster = request.source_rc.name_any();
+    let leases: Vec<String> = gone.iter().map(|(pvc_ns, pvc)| super::lease::name(&cluster, pvc_ns, pvc)).collect();
+    super::lease::remove_idle(&ctx.client, &ns, &leases, t).await;
     let generation = request.mapping.meta().generation.unwrap_or_default();
     let mapping_slots = Arc::new(Semaphore::new(settings.config.concurrent_syncs.unwrap_or(2).max(1) as usize));
-    let global = manager.global_slots(&request.source_rc);
+    let [cluster_slots, global] = manager.slots(&request.source_rc);
     let settings = Arc::new(settings);
     let mut copies = Vec::new();
     for (source_ns, destination_ns, pvc) in pvcs {
@@ -148,20 +163,47 @@ async fn run_inner(
             continue;
         }
         set_pvc(data, &source_ns, &pvc, &destination_ns, |p| p.phase = PvcDataPhase::Queued);
+        let which = (source_ns.clone(), destination_ns.clone(), pvc.clone());
         let job = pvc_task::PvcJob { source_ns, destination_ns, pvc };
         let (ctx, task_manager, task_data, request) = (ctx.clone(), manager.clone(), data.clone(), request.clone());
-        let (settings, agent, key, mapping_slots, global) =
-            (settings.clone(), agent.clone(), key.clone(), mapping_slots.clone(), global.clone());
-        copies.push(tokio::spawn(async move {
-            let Ok(_mine) = mapping_slots.acquire_owned().await else { return };
-            let Ok(_global) = global.acquire_owned().await else { return };
-            pvc_task::copy_pvc(&ctx, &task_manager, &task_data, &request, &settings, &agent, &key, &job, generation)
+        let (settings, agent, key) = (settings.clone(), agent.clone(), key.clone());
+        let (mapping_slots, cluster_slots, global) = (mapping_slots.clone(), cluster_slots.clone(), global.clone());
+        copies.push((
+            which,
+            tokio::spawn(async move {
+                let Ok(_mine) = mapping_slots.acquire_owned().await else { return };
+                let Ok(_cluster) = cluster_slots.acquire_owned().await else { return };
+                let Ok(_global) = global.acquire_owned().await else { return };
+                pvc_task::copy_pvc(
+                    &ctx,
+                    &task_manager,
+                    &task_data,
+                    &request,
+                    &settings,
+                    &agent,
+                    &key,
+                    &job,
+                    generation,
+                )
                 .await;
-        }));
+            }),
+        ));
         load(manager, data, &ns, &name);
     }
-    for copy in copies {
-        let _ = copy.await;
+    for ((source_ns, destination_ns, pvc), copy) in copies {
+        // A copy that panicked is reported on its PVC; the others and the next run go on.
+        if let Err(panicked) = copy.await
+            && panicked.is_panic()
+        {
+            let _ = data.in_flight.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
+            let failure =
+                Failure::transient(crate::contain::PANICKED, "the copy hit an internal error (please report it)");
+            tracing::error!(mapping = %request.key(), pvc = %format!("{source_ns}/{pvc}"), "PVC copy panicked");
+            set_pvc(data, &source_ns, &pvc, &destination_ns, |p| {
+                p.phase = PvcDataPhase::Failed;
+                p.last_error = Some(error(&failure));
+            });
+        }
     }
     // Approved deletions went through once every PVC copied: the approval is used up.
     let all_copied = data.snapshot().pvcs.iter().all(|p| p.phase == PvcDataPhase::Succeeded);

@@ -119,7 +119,7 @@ async fn start(
         };
     let key = key_of(nm);
     let plan = WorkerPlan {
-        mapping: nm.clone(),
+        mapping: super::spec::with_cluster_defaults(nm, src_rc),
         source: Endpoint { name: src_rc.name_any(), client: src.client.clone(), catalog: source_catalog },
         source_identity: src.identity.clone(),
         destination: Endpoint { name: dst_rc.name_any(), client: dst.client.clone(), catalog: destination_catalog },
@@ -162,7 +162,7 @@ fn reporter(mc: &MappingController, nm: &NamespaceMapping) -> Arc<dyn Fn(Request
         let mut last = last_wake.lock().unwrap_or_else(|p| p.into_inner());
         if urgent || last.elapsed() >= STATUS_EVERY {
             *last = Instant::now();
-            let _ = wake.unbounded_send(object.clone());
+            super::wake(&wake, object.clone());
         } else if !scheduled.swap(true, Ordering::SeqCst) {
             let (wake, object, scheduled, last_wake) =
                 (wake.clone(), object.clone(), scheduled.clone(), last_wake.clone());
@@ -171,7 +171,7 @@ fn reporter(mc: &MappingController, nm: &NamespaceMapping) -> Arc<dyn Fn(Request
                 tokio::time::sleep(wait).await;
                 scheduled.store(false, Ordering::SeqCst);
                 *last_wake.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
-                let _ = wake.unbounded_send(object);
+                super::wake(&wake, object);
             });
         }
     })

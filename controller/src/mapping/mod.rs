@@ -23,12 +23,11 @@ use dr_syncer_api::constants::{ANNOTATION_SYNC_NOW, ANNOTATION_TRIGGER_SYNC, FIN
 use dr_syncer_api::namespace_mapping::{NamespaceMappingPhase, NamespaceMappingStatus, ReplicationMode};
 use dr_syncer_api::{ClusterMapping, NamespaceMapping, RemoteCluster};
 use futures::StreamExt;
-use futures::channel::mpsc::UnboundedSender;
+use futures::channel::mpsc::Sender;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
 use kube::runtime::reflector::{ObjectRef, Store};
-use kube::runtime::watcher;
 use kube::{Api, Resource, ResourceExt};
 
 use self::decide::{Inputs, decide};
@@ -41,6 +40,16 @@ use crate::reconcile::events::Severity;
 use crate::reconcile::{Context, backoff};
 use crate::watch::hub::WatchHub;
 
+/// Wake-ups queued for the reconciler at most; more are dropped (the mapping is looked at again anyway within
+/// its requeue time), so a burst cannot grow memory without bound.
+const WAKE_QUEUE: usize = 1024;
+
+/// Asks the reconciler to look at `object` soon; a full queue drops the request (see [`WAKE_QUEUE`]).
+pub fn wake(sender: &Sender<ObjectRef<NamespaceMapping>>, object: ObjectRef<NamespaceMapping>) {
+    if sender.clone().try_send(object).is_err() {
+        tracing::debug!("wake-up queue full or closed; the mapping is looked at on its requeue");
+    }
+}
 /// Longest time between reconciles of a mapping that is waiting for something.
 const MAX_WAIT: Duration = Duration::from_secs(300);
 
@@ -48,7 +57,7 @@ const MAX_WAIT: Duration = Duration::from_secs(300);
 pub struct MappingController {
     ctx: Context,
     states: States,
-    wake: UnboundedSender<ObjectRef<NamespaceMapping>>,
+    wake: Sender<ObjectRef<NamespaceMapping>>,
     store: Store<NamespaceMapping>,
     hub: WatchHub,
 }
@@ -71,7 +80,7 @@ async fn reconcile(nm: Arc<NamespaceMapping>, mc: Arc<MappingController>) -> Res
         }
     });
     match tokio::time::timeout(deadline, run).await {
-        Ok(result) => result.map_err(|e| Error::Finalizer { name, message: e.to_string() }),
+        Ok(result) => result.map_err(|e| Error::Finalizer { name, message: crate::error::chain(&e) }),
         Err(_) => Err(Error::Timeout { what: format!("reconcile of NamespaceMapping {name}"), after: deadline }),
     }
 }
@@ -282,7 +291,7 @@ async fn apply_inner(
         .await;
     tracing::info!(mapping = %key, reason = %reason.describe(), "sync started");
     let plan = task::Plan {
-        mapping: nm.clone(),
+        mapping: spec::with_cluster_defaults(nm, &resolved.source.0),
         source: resolved.source,
         destination: resolved.destination,
         namespaces: validated.namespaces.clone(),
@@ -307,7 +316,7 @@ async fn remove_sync_now(mc: &MappingController, nm: &NamespaceMapping) -> Resul
 }
 
 fn error_policy(nm: Arc<NamespaceMapping>, error: &Error, mc: Arc<MappingController>) -> Action {
-    tracing::warn!(mapping = %key_of(&nm), error = %error, "reconcile failed");
+    tracing::warn!(mapping = %key_of(&nm), error = %error.chain(), reason = error.reason(), "reconcile failed");
     mc.ctx.metrics.reconcile_error("namespacemapping", error.reason());
     Action::requeue(backoff::jittered(Duration::from_secs(2), 2, backoff::MAX_BACKOFF))
 }
@@ -336,22 +345,21 @@ fn referencing(
 
 /// Runs the NamespaceMapping controller until `shutdown` resolves, then stops every sync in flight.
 pub async fn run(ctx: Context, shutdown: impl Future<Output = ()> + Send + Sync + 'static) {
-    let (wake, woken) = futures::channel::mpsc::unbounded();
-    let api: Api<NamespaceMapping> = ctx.watched();
-    let controller = Controller::new(api, watcher::Config::default());
-    let store = controller.store();
+    let (wake, woken) = futures::channel::mpsc::channel(WAKE_QUEUE);
+    let (store, changes) = crate::reconcile::changes::primary::<NamespaceMapping>(ctx.watched());
+    let controller = Controller::for_stream(changes, store.clone());
     ctx.caches.track("namespacemappings", store.clone());
     let states = States::default();
     let (by_rc, by_cm) = (store.clone(), store.clone());
-    let rcs: Api<RemoteCluster> = ctx.watched();
-    let cms: Api<ClusterMapping> = ctx.watched();
+    let rcs = crate::reconcile::changes::related::<RemoteCluster>(ctx.watched());
+    let cms = crate::reconcile::changes::related::<ClusterMapping>(ctx.watched());
     let hub = WatchHub::new(ctx.metrics.clone());
     let mc = Arc::new(MappingController { ctx: ctx.clone(), states: states.clone(), wake, store, hub });
     controller
-        .watches(rcs, watcher::Config::default(), move |rc: RemoteCluster| {
+        .watches_stream(rcs, move |rc: RemoteCluster| {
             referencing(&by_rc, &rc.namespace().unwrap_or_default(), &rc.name_any(), false)
         })
-        .watches(cms, watcher::Config::default(), move |cm: ClusterMapping| {
+        .watches_stream(cms, move |cm: ClusterMapping| {
             referencing(&by_cm, &cm.namespace().unwrap_or_default(), &cm.name_any(), true)
         })
         .reconcile_on(woken)

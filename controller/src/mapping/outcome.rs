@@ -114,7 +114,6 @@ pub fn after_sync(
     s.last_sync_time = Some(now.clone());
     s.last_sync_duration = Some(duration.clone());
     s.next_sync_time = None;
-    s.sync_progress = None;
     if report.succeeded() {
         s.last_successful_sync_time = Some(now.clone());
     }

@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use dr_syncer_api::constants::{ANNOTATION_ALLOW_REFERENCES_FROM, reference_allowed};
 use dr_syncer_api::{ClusterMapping, NamespaceMapping, RemoteCluster};
 use kube::runtime::reflector::Store;
 use kube::{Api, ResourceExt};
@@ -30,6 +31,13 @@ async fn cluster_names(
         ClusterRefs::ClusterMapping(ns, name) => {
             let api: Api<ClusterMapping> = Api::namespaced(ctx.client.clone(), ns);
             match call(format!("get ClusterMapping {ns}/{name}"), ctx.settings.api_timeout, api.get_opt(name)).await {
+                Ok(Some(cm)) if !reference_allowed(mapping_ns, ns, cm.metadata.annotations.as_ref()) => Err(Invalid {
+                    reason: "ReferenceNotAllowed",
+                    message: format!(
+                        "ClusterMapping {ns}/{name} is in another namespace than the mapping ({mapping_ns}); add \
+                         {mapping_ns} to its annotation {ANNOTATION_ALLOW_REFERENCES_FROM} to allow it"
+                    ),
+                }),
                 Ok(Some(cm)) => Ok((ns.clone(), cm.spec.source_cluster, cm.spec.target_cluster)),
                 Ok(None) => Err(Invalid {
                     reason: "ClusterMappingNotFound",

@@ -107,6 +107,23 @@ fn namespaces(spec: &NamespaceMappingSpec) -> Result<Namespaces, Invalid> {
     }
 }
 
+/// The mapping with its source cluster's defaults filled in (pure): `resourceTypes` from the RemoteCluster's
+/// `defaultResourceTypes` when the mapping names none (and without either, the built-in default kinds apply).
+pub fn with_cluster_defaults(
+    mapping: &std::sync::Arc<dr_syncer_api::NamespaceMapping>,
+    source: &dr_syncer_api::RemoteCluster,
+) -> std::sync::Arc<dr_syncer_api::NamespaceMapping> {
+    let named = mapping.spec.resource_types.as_ref().is_some_and(|t| !t.is_empty());
+    match (&source.spec.default_resource_types, named) {
+        (Some(defaults), false) if !defaults.is_empty() => {
+            let mut filled = (**mapping).clone();
+            filled.spec.resource_types = Some(defaults.clone());
+            std::sync::Arc::new(filled)
+        }
+        _ => mapping.clone(),
+    }
+}
+
 /// Checks a spec; `mapping_namespace` resolves a ClusterMapping reference without a namespace.
 pub fn validate(spec: &NamespaceMappingSpec, mapping_namespace: &str) -> Result<Validated, Invalid> {
     let namespaces = namespaces(spec)?;
@@ -170,6 +187,37 @@ mod tests {
 
     fn spec(json: serde_json::Value) -> NamespaceMappingSpec {
         serde_json::from_value(json).unwrap()
+    }
+
+    #[test]
+    fn with_cluster_defaults_fills_resource_types_only_when_the_mapping_names_none() {
+        let rc = |defaults: Option<Vec<&str>>| -> dr_syncer_api::RemoteCluster {
+            let mut spec = serde_json::json!({"kubeconfigSecretRef": {"name": "k", "namespace": "n"}});
+            if let Some(d) = defaults {
+                spec["defaultResourceTypes"] = serde_json::json!(d);
+            }
+            dr_syncer_api::RemoteCluster::new("src", serde_json::from_value(spec).unwrap())
+        };
+        let nm = |types: Option<Vec<&str>>| {
+            let mut json =
+                serde_json::json!({"sourceNamespace": "shop", "sourceCluster": "a", "destinationCluster": "b"});
+            if let Some(t) = types {
+                json["resourceTypes"] = serde_json::json!(t);
+            }
+            std::sync::Arc::new(dr_syncer_api::NamespaceMapping::new("m", spec(json)))
+        };
+        let types = |m: &dr_syncer_api::NamespaceMapping| m.spec.resource_types.clone();
+        let cases = [
+            (None, Some(vec!["secrets"]), Some(vec!["secrets".to_string()])),
+            (Some(vec![]), Some(vec!["secrets"]), Some(vec!["secrets".to_string()])),
+            (Some(vec!["configmaps"]), Some(vec!["secrets"]), Some(vec!["configmaps".to_string()])),
+            (None, None, None),
+            (None, Some(vec![]), None),
+        ];
+        for (own, defaults, want) in cases {
+            let filled = with_cluster_defaults(&nm(own.clone()), &rc(defaults.clone()));
+            assert_eq!(types(&filled), want, "{own:?} {defaults:?}");
+        }
     }
 
     #[test]

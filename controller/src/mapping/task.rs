@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use dr_syncer_api::{NamespaceMapping, RemoteCluster};
-use futures::channel::mpsc::UnboundedSender;
+use futures::channel::mpsc::Sender;
 use jiff::Timestamp;
 use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
@@ -51,12 +51,7 @@ pub struct Plan {
 }
 
 /// Starts the sync in the background and records it as running.
-pub fn spawn(
-    ctx: &Context,
-    states: &States,
-    wake: UnboundedSender<ObjectRef<NamespaceMapping>>,
-    plan: Plan,
-) -> Running {
+pub fn spawn(ctx: &Context, states: &States, wake: Sender<ObjectRef<NamespaceMapping>>, plan: Plan) -> Running {
     let running = Running {
         cancel: tokio_util::sync::CancellationToken::new(),
         reason: plan.reason.clone(),
@@ -66,11 +61,17 @@ pub fn spawn(
     states.with(&key, |s| s.running = Some(running.clone()));
     let (ctx, states, token) = (ctx.clone(), states.clone(), running.clone());
     tokio::spawn(async move {
+        let plan = std::sync::Arc::new(plan);
         let object = ObjectRef::from_obj(&*plan.mapping);
         let (ns, name) = (plan.mapping.namespace().unwrap_or_default(), plan.mapping.name_any());
         ctx.metrics.set_running(&ns, &name, true);
         let held = plan.sync_lock.clone().lock_owned().await;
-        let report = execute(&ctx, &plan, &token).await;
+        // A panic in the sync is reported on the mapping, which then goes on as after any failed sync.
+        let (c, p, t) = (ctx.clone(), plan.clone(), token.clone());
+        let report = match crate::contain::contain(async move { execute(&c, &p, &t).await }).await {
+            Ok(report) => report,
+            Err(message) => failed(crate::contain::PANICKED, Category::Other, message, ""),
+        };
         drop(held);
         let finished =
             Finished { report, reason: token.reason.clone(), started: token.started, finished: Timestamp::now() };
@@ -87,7 +88,7 @@ pub fn spawn(
             s.running = None;
             s.finished = Some(finished);
         });
-        let _ = wake.unbounded_send(object);
+        super::wake(&wake, object);
     });
     running
 }
@@ -148,10 +149,27 @@ async fn execute_inner(ctx: &Context, plan: &Plan, running: &Running) -> SyncRep
         ctx.registry.invalidate_catalog(dst_rc);
         catalogs = tokio::join!(ctx.registry.catalog(src_rc, src, timeout), ctx.registry.catalog(dst_rc, dst, timeout));
     }
-    let (source_catalog, destination_catalog) = match catalogs {
+    let (source_catalog, mut destination_catalog) = match catalogs {
         (Ok(s), Ok(d)) => (s, d),
         (Err(e), _) | (_, Err(e)) => return failed("DiscoveryFailed", Category::NetworkError, e.to_string(), &single),
     };
+    // syncCRDs: the definitions of the custom kinds replicated here go first, so their objects have a home in DR.
+    let mut crd_problems = Vec::new();
+    if plan.mapping.spec.syncs_crds() {
+        let spec = &plan.mapping.spec;
+        let resolution =
+            kinds::resolve(spec.resource_types.as_deref(), spec.namespace_scoped_resources.as_deref(), &source_catalog);
+        let outcome = crate::sync::crds::sync(&src.client, &dst.client, &resolution.kinds, timeout).await;
+        let new_in_dr = resolution.kinds.iter().any(|k| destination_catalog.get(&k.group, &k.kind).is_none());
+        if !outcome.applied.is_empty() && new_in_dr {
+            ctx.registry.invalidate_catalog(dst_rc);
+            match ctx.registry.catalog(dst_rc, dst, timeout).await {
+                Ok(catalog) => destination_catalog = catalog,
+                Err(e) => return failed("DiscoveryFailed", Category::NetworkError, e.to_string(), &single),
+            }
+        }
+        crd_problems = outcome.problems;
+    }
     let pairs = match source_namespaces(ctx, plan).await {
         Ok(pairs) => pairs,
         Err(e) => return failed("NamespaceListFailed", e.category, e.to_string(), &single),
@@ -182,6 +200,7 @@ async fn execute_inner(ctx: &Context, plan: &Plan, running: &Running) -> SyncRep
             return merged;
         }
     }
+    merged.type_problems.extend(crd_problems);
     merged.covered = Some(pairs.clone());
     // Namespaces covered before (status, or marked as created by this mapping) and not any more: cleanup.
     let marks = cleanup::marks_of(&plan.mapping, &src_rc.name_any(), "");

@@ -8,8 +8,7 @@ use dr_syncer_api::common::Time;
 use dr_syncer_api::{ClusterMapping, RemoteCluster};
 use futures::StreamExt;
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::reflector::ObjectRef;
-use kube::runtime::watcher;
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, Resource, ResourceExt};
 
 use super::backoff;
@@ -204,7 +203,18 @@ async fn check_agents(ctx: &Context, ns: &str, cm: &ClusterMapping) -> AgentsRes
     Some(tokio::time::timeout(budget, check).await.unwrap_or_else(|_| Err(format!("checks took over {budget:?}"))))
 }
 
-async fn reconcile(cm: Arc<ClusterMapping>, ctx: Arc<Context>) -> Result<Action, Error> {
+/// State of the ClusterMapping controller.
+pub struct State {
+    ctx: Context,
+    store: Store<ClusterMapping>,
+}
+
+async fn reconcile(cm: Arc<ClusterMapping>, state: Arc<State>) -> Result<Action, Error> {
+    let ctx = &state.ctx;
+    // A deleted ClusterMapping's series goes with it (a stale 0 would keep an alert firing).
+    let known: std::collections::HashSet<(String, String)> =
+        state.store.state().iter().map(|c| (c.namespace().unwrap_or_default(), c.name_any())).collect();
+    ctx.metrics.retain_mappings(|ns, name| known.contains(&(ns.to_string(), name.to_string())));
     let ns = cm.namespace().ok_or(Error::Incomplete { what: "namespace" })?;
     let api: Api<ClusterMapping> = Api::namespaced(ctx.client.clone(), &ns);
     let previous = cm.status.clone().unwrap_or_default();
@@ -222,12 +232,24 @@ async fn reconcile(cm: Arc<ClusterMapping>, ctx: Arc<Context>) -> Result<Action,
     }
     let same = cm.spec.source_cluster == cm.spec.target_cluster;
     let (source, target) = tokio::join!(
-        check_side(&ctx, &ns, &cm.spec.source_cluster, false),
-        check_side(&ctx, &ns, &cm.spec.target_cluster, same)
+        check_side(ctx, &ns, &cm.spec.source_cluster, false),
+        check_side(ctx, &ns, &cm.spec.target_cluster, same)
     );
-    let agents = if source.is_ok() && target.is_ok() { check_agents(&ctx, &ns, &cm).await } else { None };
-    let status = plan_status(&previous, (&source, &target), &agents, generation, &conditions::now());
+    let agents = if source.is_ok() && target.is_ok() { check_agents(ctx, &ns, &cm).await } else { None };
+    let now = conditions::now();
+    let mut status = plan_status(&previous, (&source, &target), &agents, generation, &now);
+    let unsupported = super::fields::of_cluster_mapping(&cm.spec);
+    super::fields::set_condition(&mut status.conditions, &unsupported, generation, &now);
     super::status::apply(&api, &cm, &status, ctx.settings.api_timeout).await?;
+    let was_unsupported = conditions::get(&previous.conditions, super::fields::FIELDS_SUPPORTED)
+        .is_some_and(|c| c.status == conditions::FALSE);
+    if !unsupported.is_empty() && !was_unsupported {
+        let message = conditions::get(&status.conditions, super::fields::FIELDS_SUPPORTED)
+            .map(|c| c.message.clone())
+            .unwrap_or_default();
+        let reference = cm.object_ref(&());
+        ctx.events.publish(&reference, Severity::Warning, super::fields::UNSUPPORTED_FIELD, "Verify", &message).await;
+    }
     let connected = status.phase == Some(ClusterMappingPhase::Connected);
     ctx.metrics.set_mapping_connected(&ns, &cm.name_any(), Some(connected));
     if previous.phase != status.phase {
@@ -243,8 +265,9 @@ async fn reconcile(cm: Arc<ClusterMapping>, ctx: Arc<Context>) -> Result<Action,
     Ok(Action::requeue(backoff::jittered(ctx.settings.base_backoff, failures, backoff::MAX_BACKOFF)))
 }
 
-fn error_policy(cm: Arc<ClusterMapping>, error: &Error, ctx: Arc<Context>) -> Action {
-    tracing::warn!(cluster_mapping = %cm.name_any(), error = %error, "reconcile failed");
+fn error_policy(cm: Arc<ClusterMapping>, error: &Error, state: Arc<State>) -> Action {
+    let ctx = &state.ctx;
+    tracing::warn!(cluster_mapping = %cm.name_any(), error = %error.chain(), "reconcile failed");
     ctx.metrics.reconcile_error("clustermapping", error.reason());
     Action::requeue(backoff::jittered(Duration::from_secs(2), 2, backoff::MAX_BACKOFF))
 }
@@ -252,13 +275,13 @@ fn error_policy(cm: Arc<ClusterMapping>, error: &Error, ctx: Arc<Context>) -> Ac
 /// Runs the ClusterMapping controller until `shutdown` resolves. Changes to RemoteClusters re-verify the mappings
 /// that name them.
 pub async fn run(ctx: Context, shutdown: impl Future<Output = ()> + Send + Sync + 'static) {
-    let api: Api<ClusterMapping> = ctx.watched();
-    let controller = Controller::new(api, watcher::Config::default());
-    let store = controller.store();
+    let (store, changes) = super::changes::primary::<ClusterMapping>(ctx.watched());
+    let controller = Controller::for_stream(changes, store.clone());
     ctx.caches.track("clustermappings", store.clone());
-    let rcs: Api<RemoteCluster> = ctx.watched();
+    let state_store = store.clone();
+    let rcs = super::changes::related::<RemoteCluster>(ctx.watched());
     controller
-        .watches(rcs, watcher::Config::default(), move |rc: RemoteCluster| {
+        .watches_stream(rcs, move |rc: RemoteCluster| {
             let (ns, name) = (rc.namespace().unwrap_or_default(), rc.name_any());
             store
                 .state()
@@ -271,7 +294,7 @@ pub async fn run(ctx: Context, shutdown: impl Future<Output = ()> + Send + Sync 
                 .collect::<Vec<_>>()
         })
         .graceful_shutdown_on(shutdown)
-        .run(reconcile, error_policy, Arc::new(ctx))
+        .run(reconcile, error_policy, Arc::new(State { ctx, store: state_store }))
         .for_each(|_| async {})
         .await;
 }
@@ -312,7 +335,6 @@ mod tests {
             total_source_agents: details.len() as i32,
             connected_agents: details.iter().filter(|d| d.connected).count() as i32,
             connection_details: details,
-            ..Default::default()
         };
         let cases: [(AgentsResult, ClusterMappingPhase, &str); 5] = [
             (None, ClusterMappingPhase::Connected, "Connected"),

@@ -169,6 +169,16 @@ impl ControllerMetrics {
         }
     }
 
+    /// Removes the health series of RemoteClusters `keep` (given namespace and name) says are gone.
+    pub fn retain_clusters(&self, keep: impl Fn(&str, &str) -> bool) {
+        retain(&self.cluster_healthy, keep);
+    }
+
+    /// Removes the connectivity series of ClusterMappings `keep` (given namespace and name) says are gone.
+    pub fn retain_mappings(&self, keep: impl Fn(&str, &str) -> bool) {
+        retain(&self.mapping_connected, keep);
+    }
+
     /// Sets the number of running source watches.
     pub fn set_watches(&self, n: usize) {
         self.watches.set(i64::try_from(n).unwrap_or(i64::MAX));
@@ -207,6 +217,21 @@ impl ControllerMetrics {
     /// Counts a failed reconcile.
     pub fn reconcile_error(&self, controller: &str, reason: &str) {
         self.reconcile_errors.with_label_values(&[controller, reason]).inc();
+    }
+}
+
+/// Removes the series of `gauges` (labelled namespace, name) whose object `keep` says is gone.
+fn retain(gauges: &IntGaugeVec, keep: impl Fn(&str, &str) -> bool) {
+    use prometheus::core::Collector;
+    for family in gauges.collect() {
+        for metric in family.get_metric() {
+            let label = |n: &str| metric.get_label().iter().find(|l| l.name() == n).map(|l| l.value().to_string());
+            if let (Some(namespace), Some(name)) = (label("namespace"), label("name"))
+                && !keep(&namespace, &name)
+            {
+                let _ = gauges.remove_label_values(&[&namespace, &name]);
+            }
+        }
     }
 }
 

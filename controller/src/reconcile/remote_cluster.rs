@@ -10,9 +10,10 @@ use dr_syncer_api::remote_cluster::RemoteClusterStatus;
 use dr_syncer_api::{RemoteCluster, validation};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Secret;
+use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::{ObjectRef, Store};
-use kube::runtime::watcher;
+use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Resource, ResourceExt};
 
 use super::backoff;
@@ -73,13 +74,14 @@ impl Outcome {
     }
 }
 
-/// The status after a reconcile. Pure.
+/// The status after a reconcile. Pure. `lastSyncTime` (the heartbeat) moves only when the last one is at least
+/// [`HEARTBEAT_SHARE`] of `heartbeat` old, so a cluster looked at more often (agents rolling out) writes no more.
 pub fn plan_status(
     previous: &RemoteClusterStatus,
     outcome: &Outcome,
     agents: Option<&AgentOutcome>,
     schedule_problem: Option<String>,
-    generation: Option<i64>,
+    (generation, heartbeat): (Option<i64>, Duration),
     now: &Time,
 ) -> RemoteClusterStatus {
     let mut status = previous.clone();
@@ -126,18 +128,42 @@ pub fn plan_status(
         None => set(SCHEDULE_VALID, TRUE, "Valid", "defaultSchedule is unset or valid".into()),
     }
     status.health = Some(if outcome.healthy() { HEALTHY } else { UNHEALTHY }.to_string());
-    if outcome.healthy() {
+    let due = previous.last_sync_time.as_ref().is_none_or(|last| {
+        let age = now.0.as_millisecond().saturating_sub(last.0.as_millisecond());
+        age >= heartbeat.mul_f64(HEARTBEAT_SHARE).as_millis() as i64
+    });
+    if outcome.healthy() && due {
         status.last_sync_time = Some(now.clone());
     }
     status.observed_generation = generation;
     status
 }
 
+/// Share of the health interval after which the heartbeat is written again (a requeue comes a little early or late).
+pub const HEARTBEAT_SHARE: f64 = 0.9;
+
 /// State of the RemoteCluster controller.
 pub struct State {
     ctx: Context,
     store: Store<RemoteCluster>,
     failures: Mutex<HashMap<String, u32>>,
+    /// Per RemoteCluster: the generation whose agents were last applied, and when (a restart applies again).
+    installs: Mutex<HashMap<String, (Option<i64>, std::time::Instant)>>,
+}
+
+impl State {
+    /// Whether the agents of `key` must be applied: never applied by this process, a new spec generation, or the
+    /// last apply is a health interval old (so objects changed by hand are put back).
+    fn install_due(&self, key: &str, generation: Option<i64>, interval: Duration) -> bool {
+        let Ok(map) = self.installs.lock() else { return true };
+        map.get(key).is_none_or(|(g, at)| *g != generation || at.elapsed() >= interval)
+    }
+
+    fn installed(&self, key: &str, generation: Option<i64>) {
+        if let Ok(mut map) = self.installs.lock() {
+            map.insert(key.to_string(), (generation, std::time::Instant::now()));
+        }
+    }
 }
 
 async fn reconcile(rc: Arc<RemoteCluster>, state: Arc<State>) -> Result<Action, Error> {
@@ -166,7 +192,13 @@ async fn reconcile(rc: Arc<RemoteCluster>, state: Arc<State>) -> Result<Action, 
             if result.is_ok() {
                 let (image, timeout) = (ctx.settings.agent_image.as_str(), ctx.settings.api_timeout);
                 let scope = ctx.settings.namespace.as_deref();
-                agents = Some(agent::reconcile(&ctx.client, &conn.client, &rc, (image, scope), timeout).await);
+                let asked = rc.annotations().contains_key(dr_syncer_api::constants::ANNOTATION_ROTATE_SSH_KEY);
+                let apply = asked || state.install_due(&key, rc.meta().generation, ctx.settings.health_interval);
+                let outcome = agent::reconcile(&ctx.client, &conn.client, &rc, (image, scope, apply), timeout).await;
+                if apply && !matches!(outcome, AgentOutcome::Failed { .. }) {
+                    state.installed(&key, rc.meta().generation);
+                }
+                agents = Some(outcome);
             }
             Outcome::Probed { server: conn.server.clone(), insecure_requested: conn.insecure_requested, result }
         }
@@ -180,8 +212,10 @@ async fn reconcile(rc: Arc<RemoteCluster>, state: Arc<State>) -> Result<Action, 
     if matches!(agents, Some(AgentOutcome::Removed | AgentOutcome::Disabled)) {
         agent::finalizer::release(ctx, &rc).await?;
     }
-    let status =
-        plan_status(&previous, &outcome, agents.as_ref(), schedule_problem, rc.meta().generation, &conditions::now());
+    let at = (rc.meta().generation, ctx.settings.health_interval);
+    let now = conditions::now();
+    let mut status = plan_status(&previous, &outcome, agents.as_ref(), schedule_problem, at, &now);
+    super::fields::set_condition(&mut status.conditions, &super::fields::of_remote_cluster(&rc.spec), at.0, &now);
     if status != previous {
         let api: Api<RemoteCluster> = Api::namespaced(ctx.client.clone(), &ns);
         super::status::apply(&api, &rc, &status, ctx.settings.api_timeout).await?;
@@ -238,13 +272,18 @@ async fn publish_transitions(
 fn sweep(state: &State) {
     let known: HashSet<String> = state.store.state().iter().map(|rc| registry::key(rc)).collect();
     state.ctx.registry.retain(&known);
+    // A deleted RemoteCluster's health series goes with it (a stale 0 would keep an alert firing).
+    state.ctx.metrics.retain_clusters(|ns, name| known.contains(&format!("{ns}/{name}")));
     if let Ok(mut failures) = state.failures.lock() {
         failures.retain(|k, _| known.contains(k));
+    }
+    if let Ok(mut installs) = state.installs.lock() {
+        installs.retain(|k, _| known.contains(k));
     }
 }
 
 fn error_policy(rc: Arc<RemoteCluster>, error: &Error, state: Arc<State>) -> Action {
-    tracing::warn!(remote_cluster = %registry::key(&rc), error = %error, "reconcile failed");
+    tracing::warn!(remote_cluster = %registry::key(&rc), error = %error.chain(), "reconcile failed");
     state.ctx.metrics.reconcile_error("remotecluster", error.reason());
     Action::requeue(backoff::jittered(Duration::from_secs(2), 2, backoff::MAX_BACKOFF))
 }
@@ -252,15 +291,20 @@ fn error_policy(rc: Arc<RemoteCluster>, error: &Error, state: Arc<State>) -> Act
 /// Runs the RemoteCluster controller until `shutdown` resolves. Changes to Secrets re-reconcile the
 /// RemoteClusters that reference them.
 pub async fn run(ctx: Context, shutdown: impl Future<Output = ()> + Send + Sync + 'static) {
-    let api: Api<RemoteCluster> = ctx.watched();
-    let controller = Controller::new(api, watcher::Config::default());
-    let store = controller.store();
+    let (store, changes) = super::changes::primary::<RemoteCluster>(ctx.watched());
+    let controller = Controller::for_stream(changes, store.clone());
     ctx.caches.track("remoteclusters", store.clone());
     let by_secret = store.clone();
-    let secrets: Api<Secret> = ctx.watched();
-    let state = Arc::new(State { ctx, store, failures: Mutex::default() });
+    // Only the Secrets' metadata is watched: a change (new resourceVersion) is all that matters here, and the
+    // kubeconfigs themselves are read only for the RemoteClusters that name them.
+    let secrets: Api<PartialObjectMeta<Secret>> = match &ctx.settings.namespace {
+        Some(ns) => Api::namespaced(ctx.client.clone(), ns),
+        None => Api::all(ctx.client.clone()),
+    };
+    let secrets = watcher(secrets, watcher::Config::default()).default_backoff().applied_objects();
+    let state = Arc::new(State { ctx, store, failures: Mutex::default(), installs: Mutex::default() });
     controller
-        .watches(secrets, watcher::Config::default(), move |secret: Secret| {
+        .watches_stream(secrets, move |secret: PartialObjectMeta<Secret>| {
             let (ns, name) = (secret.namespace().unwrap_or_default(), secret.name_any());
             by_secret
                 .state()
@@ -281,8 +325,14 @@ pub async fn run(ctx: Context, shutdown: impl Future<Output = ()> + Send + Sync 
 mod tests {
     use super::*;
 
+    const MINUTE: Duration = Duration::from_secs(60);
+
     fn now() -> Time {
-        Time(jiff::Timestamp::from_second(1_000).unwrap())
+        at(1_000)
+    }
+
+    fn at(s: i64) -> Time {
+        Time(jiff::Timestamp::from_second(s).unwrap())
     }
 
     fn reason(s: &RemoteClusterStatus, t: &str) -> (String, String) {
@@ -294,13 +344,13 @@ mod tests {
     fn plan_status_reports_each_failure_on_its_condition() {
         let prev = RemoteClusterStatus::default();
         let missing = Outcome::SecretUnavailable { reason: "SecretNotFound".into(), message: "m".into() };
-        let s = plan_status(&prev, &missing, None, None, Some(1), &now());
+        let s = plan_status(&prev, &missing, None, None, (Some(1), MINUTE), &now());
         assert_eq!(reason(&s, KUBECONFIG_AVAILABLE), ("False".into(), "SecretNotFound".into()));
         assert_eq!(s.health.as_deref(), Some(UNHEALTHY));
         assert!(s.last_sync_time.is_none());
 
         let invalid = Outcome::KubeconfigInvalid { reason: "ExecPluginNotAllowed".into(), message: "m".into() };
-        let s = plan_status(&prev, &invalid, None, None, Some(1), &now());
+        let s = plan_status(&prev, &invalid, None, None, (Some(1), MINUTE), &now());
         assert_eq!(reason(&s, KUBECONFIG_VALID), ("False".into(), "ExecPluginNotAllowed".into()));
 
         let down = Outcome::Probed {
@@ -308,7 +358,7 @@ mod tests {
             insecure_requested: false,
             result: Err(("Unreachable".into(), "refused".into())),
         };
-        let s = plan_status(&prev, &down, None, Some("bad".into()), Some(1), &now());
+        let s = plan_status(&prev, &down, None, Some("bad".into()), (Some(1), MINUTE), &now());
         assert_eq!(reason(&s, CLUSTER_AVAILABLE), ("False".into(), "Unreachable".into()));
         assert_eq!(reason(&s, SCHEDULE_VALID), ("False".into(), "InvalidSchedule".into()));
     }
@@ -316,11 +366,25 @@ mod tests {
     #[test]
     fn plan_status_marks_healthy_and_flags_insecure_when_reachable() {
         let up = Outcome::Probed { server: "https://h".into(), insecure_requested: true, result: Ok("v1.20.2".into()) };
-        let s = plan_status(&RemoteClusterStatus::default(), &up, None, None, Some(3), &now());
+        let s = plan_status(&RemoteClusterStatus::default(), &up, None, None, (Some(3), MINUTE), &now());
         assert_eq!(s.health.as_deref(), Some(HEALTHY));
         assert_eq!(s.last_sync_time, Some(now()));
         assert_eq!(s.observed_generation, Some(3));
         assert_eq!(reason(&s, KUBECONFIG_VALID), ("True".into(), "InsecureSkipTLSVerifyIgnored".into()));
         assert_eq!(reason(&s, CLUSTER_AVAILABLE), ("True".into(), "Reachable".into()));
+    }
+
+    /// The heartbeat moves once per health interval (from 90 % of it on), however often the cluster is looked at.
+    #[test]
+    fn plan_status_moves_the_heartbeat_once_per_health_interval() {
+        let up = Outcome::Probed { server: "https://h".into(), insecure_requested: false, result: Ok("v".into()) };
+        let first = plan_status(&RemoteClusterStatus::default(), &up, None, None, (Some(1), MINUTE), &at(1_000));
+        let cases = [(1_005, 1_000), (1_053, 1_000), (1_054, 1_054), (1_120, 1_120)];
+        for (now, want) in cases {
+            let s = plan_status(&first, &up, None, None, (Some(1), MINUTE), &at(now));
+            assert_eq!(s.last_sync_time, Some(at(want)), "at {now}");
+        }
+        let same = plan_status(&first, &up, None, None, (Some(1), MINUTE), &at(1_005));
+        assert_eq!(same, first, "nothing to write 5 s later");
     }
 }

@@ -2,6 +2,7 @@
 
 pub mod api;
 pub mod cleanup;
+pub mod crds;
 pub mod discovery;
 pub mod engine;
 pub mod immutable;

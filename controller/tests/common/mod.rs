@@ -53,6 +53,10 @@ impl Env {
     /// Like [`Env::start`]; without in-process controllers when `controllers` is false (for tests that run the
     /// controller binary).
     pub async fn start_with(prefix: &str, controllers: bool) -> Env {
+        // LAB_TEST_LOG=<filter> (for example `dr_syncer_controller=debug`) shows the in-process controllers' logs.
+        if let Ok(filter) = std::env::var("LAB_TEST_LOG") {
+            let _ = tracing_subscriber::fmt().with_env_filter(filter).with_test_writer().try_init();
+        }
         let (source, dr) = (LabCluster::shared("source"), LabCluster::shared("dr"));
         let (source_client, dr_client) = (source.client().await, dr.client().await);
         crds::install(&dr_client).await;
@@ -218,7 +222,11 @@ pub async fn get(client: &Client, api_version: &str, kind: &str, namespace: &str
 pub async fn delete(client: &Client, api_version: &str, kind: &str, namespace: &str, name: &str) {
     let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
     let resource = ApiResource::from_gvk(&GroupVersionKind::gvk(group, version, kind));
-    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), namespace, &resource);
+    let api: Api<DynamicObject> = if namespace.is_empty() {
+        Api::all_with(client.clone(), &resource)
+    } else {
+        Api::namespaced_with(client.clone(), namespace, &resource)
+    };
     let _ = api.delete(name, &Default::default()).await;
 }
 
