@@ -188,7 +188,7 @@ pub async fn probe(client: &Client, cfg: &CheckerConfig) -> Report {
             checks.push(Check { name: CHECK_API.into(), ok: true, detail: format!("reachable ({})", v.git_version) })
         }
         Err(e) => {
-            checks.push(Check { name: CHECK_API.into(), ok: false, detail: error_chain(&e) });
+            checks.push(Check { name: CHECK_API.into(), ok: false, detail: crate::error::chain(&e) });
             // Without the API, CRD checks would only repeat the same failure.
             for name in &cfg.crd_names {
                 checks.push(Check { name: name.clone(), ok: false, detail: "API server unreachable".into() });
@@ -201,7 +201,7 @@ pub async fn probe(client: &Client, cfg: &CheckerConfig) -> Report {
         let what = format!("get CustomResourceDefinition {name}");
         let check = match with_timeout(what, cfg.api_timeout, api.get_opt(name)).await {
             Ok(crd) => crd_check(name, crd.as_ref()),
-            Err(e) => Check { name: name.clone(), ok: false, detail: error_chain(&e) },
+            Err(e) => Check { name: name.clone(), ok: false, detail: crate::error::chain(&e) },
         };
         checks.push(check);
     }
@@ -241,17 +241,6 @@ pub async fn run(
             _ = tokio::time::sleep(wait) => {}
         }
     }
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
 }
 
 #[cfg(test)]

@@ -5,23 +5,11 @@
 
 mod common;
 
-use common::{Env, apply, get};
+use common::{Env, apply, get, has_event, plain_config_map as cm};
 use dr_syncer_api::NamespaceMappingStatus;
 use dr_syncer_api::common::find_condition;
 use dr_syncer_testlab::{TestNamespace, eventually_async, unique_name};
 use serde_json::json;
-
-fn cm(name: &str) -> serde_json::Value {
-    json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}, "data": {"k": "v"}})
-}
-
-async fn has_event(env: &Env, object: &str, reason: &str) {
-    eventually_async(&format!("event {reason} on {object}"), common::WAIT, || async {
-        let reasons = env.event_reasons(object).await;
-        if reasons.iter().any(|r| r == reason) { Ok(()) } else { Err(format!("{reasons:?}")) }
-    })
-    .await;
-}
 
 /// The condition of `type_` on RemoteCluster `name`, as (status, reason).
 async fn cluster_condition(env: &Env, name: &str, type_: &str) -> (String, String) {

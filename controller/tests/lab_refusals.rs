@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{Env, apply, get};
+use common::{Env, apply, get, has_event, plain_config_map as cm};
 use dr_syncer_api::NamespaceMappingStatus;
 use dr_syncer_api::common::find_condition;
 use dr_syncer_testlab::{TestNamespace, eventually_async, unique_name};
@@ -23,18 +23,6 @@ fn wants(
         let got = reason(s, t);
         if (got.0.as_str(), got.1.as_str()) == (status, why) { Ok(()) } else { Err(format!("{t}={got:?}")) }
     }
-}
-
-fn cm(name: &str) -> serde_json::Value {
-    json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}, "data": {"k": "v"}})
-}
-
-async fn has_event(env: &Env, object: &str, reason: &str) {
-    eventually_async(&format!("event {reason} on {object}"), common::WAIT, || async {
-        let reasons = env.event_reasons(object).await;
-        if reasons.iter().any(|r| r == reason) { Ok(()) } else { Err(format!("{reasons:?}")) }
-    })
-    .await;
 }
 
 #[tokio::test]

@@ -182,6 +182,20 @@ impl Env {
     }
 }
 
+/// A ConfigMap `name` with one entry.
+pub fn plain_config_map(name: &str) -> Value {
+    json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}, "data": {"k": "v"}})
+}
+
+/// Waits until `object` (in the control namespace) has an event with `reason`.
+pub async fn has_event(env: &Env, object: &str, reason: &str) {
+    eventually_async(&format!("event {reason} on {object}"), WAIT, || async {
+        let reasons = env.event_reasons(object).await;
+        if reasons.iter().any(|r| r == reason) { Ok(()) } else { Err(format!("{reasons:?}")) }
+    })
+    .await;
+}
+
 /// A RemoteCluster manifest.
 pub fn remote_cluster(name: &str, secret: &str) -> Value {
     json!({"apiVersion": "dr-syncer.io/v1alpha1", "kind": "RemoteCluster", "metadata": {"name": name},
