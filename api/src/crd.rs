@@ -74,47 +74,39 @@ fn finish(mut crd: CustomResourceDefinition) -> CustomResourceDefinition {
         if let Some(root) = version.schema.as_mut().and_then(|s| s.open_api_v3_schema.as_mut()) {
             strip_nullable(root);
             if let Some(status) = root.properties.as_mut().and_then(|p| p.get_mut("status")) {
-                for child in status.properties.iter_mut().flat_map(|p| p.values_mut()) {
-                    nullable_containers(child);
-                }
+                each_child(status, &mut nullable_containers);
             }
         }
     }
     crd
 }
 
-/// Marks the field `s` and every field below it nullable where it is an object or a list (list items and map values
-/// are not fields: the API server refuses nullable items in map-type lists).
-fn nullable_containers(s: &mut JSONSchemaProps) {
-    if matches!(s.type_.as_deref(), Some("object" | "array")) {
-        s.nullable = Some(true);
-    }
-    below(s);
-}
-
-fn below(s: &mut JSONSchemaProps) {
+/// Calls `f` on each schema right below `s`: its properties (fields: `true`), its list item and map value schemas
+/// (not fields: `false`).
+fn each_child(s: &mut JSONSchemaProps, f: &mut impl FnMut(&mut JSONSchemaProps, bool)) {
     for child in s.properties.iter_mut().flat_map(|p| p.values_mut()) {
-        nullable_containers(child);
+        f(child, true);
     }
     if let Some(JSONSchemaPropsOrArray::Schema(item)) = s.items.as_mut() {
-        below(item);
+        f(item, false);
     }
     if let Some(JSONSchemaPropsOrBool::Schema(extra)) = s.additional_properties.as_mut() {
-        below(extra);
+        f(extra, false);
     }
+}
+
+/// Marks the field `s` (when `field`) and every field below it nullable where it is an object or a list. List items
+/// and map values are not fields: the API server refuses nullable items in map-type lists.
+fn nullable_containers(s: &mut JSONSchemaProps, field: bool) {
+    if field && matches!(s.type_.as_deref(), Some("object" | "array")) {
+        s.nullable = Some(true);
+    }
+    each_child(s, &mut nullable_containers);
 }
 
 fn strip_nullable(s: &mut JSONSchemaProps) {
     s.nullable = None;
-    for child in s.properties.iter_mut().flat_map(|p| p.values_mut()) {
-        strip_nullable(child);
-    }
-    if let Some(JSONSchemaPropsOrArray::Schema(item)) = s.items.as_mut() {
-        strip_nullable(item);
-    }
-    if let Some(JSONSchemaPropsOrBool::Schema(extra)) = s.additional_properties.as_mut() {
-        strip_nullable(extra);
-    }
+    each_child(s, &mut |child, _| strip_nullable(child));
 }
 
 fn spec_schema(crd: &mut CustomResourceDefinition) -> Option<&mut JSONSchemaProps> {
@@ -174,9 +166,16 @@ mod tests {
             let spec = serde_json::to_string(&props["spec"]).unwrap();
             assert!(!spec.contains("nullable"), "spec of {:?}", crd.metadata.name);
         }
-        let text = serde_json::to_string(&all()).unwrap();
-        let items: Vec<&str> = text.split("\"items\":{").skip(1).collect();
-        assert!(items.iter().all(|i| !i.starts_with("\"nullable\"")), "list items are never nullable");
+        // No list item or map value anywhere is nullable (the API server refuses that in map-type lists).
+        fn nullable_inside(s: &mut JSONSchemaProps) -> bool {
+            let mut found = false;
+            each_child(s, &mut |child, field| found |= (!field && child.nullable.is_some()) || nullable_inside(child));
+            found
+        }
+        for crd in all() {
+            let mut root = crd.spec.versions[0].schema.clone().unwrap().open_api_v3_schema.unwrap();
+            assert!(!nullable_inside(&mut root), "a nullable list item in {:?}", crd.metadata.name);
+        }
         let nm = all().into_iter().find(|c| c.spec.names.kind == "NamespaceMapping").unwrap();
         let status =
             nm.spec.versions[0].schema.clone().unwrap().open_api_v3_schema.unwrap().properties.unwrap()["status"]
