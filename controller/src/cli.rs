@@ -8,6 +8,8 @@ use clap::{Parser, ValueEnum};
 
 use crate::error::Error;
 
+/// Default of `--watch-queue-length`: about a megabyte of queued changes per Continuous mapping at most.
+pub const DEFAULT_WATCH_QUEUE: u32 = 4096;
 /// The agent image when neither `--agent-image` nor the RemoteCluster names one: `make images` builds it.
 pub const DEFAULT_AGENT_IMAGE: &str = concat!("localhost/dr-syncer/agent:", env!("CARGO_PKG_VERSION"));
 
@@ -71,6 +73,11 @@ pub struct Args {
     /// Objects one sync writes or deletes at once.
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=256))]
     pub sync_concurrency: u16,
+
+    /// Source changes one Continuous mapping queues at most while it syncs earlier ones. When more arrive, they are
+    /// dropped and the mapping runs a full sync instead (nothing is lost; memory stays bounded).
+    #[arg(long, default_value_t = DEFAULT_WATCH_QUEUE, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub watch_queue_length: u32,
 
     /// Image of the PVC data-sync agent installed in source clusters (a RemoteCluster's `spec.pvcSync.image`
     /// overrides its parts).

@@ -63,6 +63,7 @@ async fn main() -> anyhow::Result<()> {
             sync_concurrency: usize::from(args.sync_concurrency),
             namespace: args.namespace.clone().filter(|n| !n.is_empty()),
             agent_image: args.agent_image.clone(),
+            watch_queue: usize::try_from(args.watch_queue_length).unwrap_or(usize::MAX),
             ..Settings::default()
         },
         caches,

@@ -89,6 +89,36 @@ async fn continuous_mapping_propagates_changes_and_deletes_without_trigger() {
     .await;
 }
 
+/// A queue of two changes: creating 120 objects at once overflows it; the dropped changes are not lost, because the
+/// mapping resyncs everything instead (the background sync is an hour away, so only that resync can bring them).
+#[tokio::test]
+async fn changes_beyond_a_full_queue_are_resynced_when_they_arrive_faster_than_they_sync() {
+    let env = Env::start_tuned("flood", |s| s.watch_queue = 2).await;
+    let src = TestNamespace::create(&env.source, "flood-src").await;
+    let dst = format!("{}-dr", src.name());
+    let _dst_guard = TestNamespace::guard(&env.dr, &dst);
+    env.mapping("flood", continuous(src.name(), &dst, &["configmaps"])).await;
+    env.wait_synced_after("flood", None).await;
+    eventually("the watch running", WAIT, || {
+        let workers = metric(&env.metrics(), "dr_syncer_continuous_workers");
+        if workers == 1.0 { Ok(()) } else { Err(format!("workers {workers}")) }
+    })
+    .await;
+    const N: usize = 120;
+    let objects: Vec<Value> = (0..N).map(|i| config_map(&format!("f-{i}"), &i.to_string())).collect();
+    futures::future::join_all(objects.iter().map(|o| apply(&env.source_client, src.name(), o))).await;
+    let cms: kube::Api<k8s_openapi::api::core::v1::ConfigMap> = kube::Api::namespaced(env.dr_client.clone(), &dst);
+    eventually_async("every flooded object in DR", Duration::from_secs(90), || async {
+        let list = cms.list(&Default::default()).await.map_err(|e| e.to_string())?;
+        let have =
+            list.items.iter().filter(|c| c.metadata.name.as_deref().is_some_and(|n| n.starts_with("f-"))).count();
+        if have == N { Ok(()) } else { Err(format!("{have} of {N}")) }
+    })
+    .await;
+    let overflows = metric(&env.metrics(), "dr_syncer_watch_queue_overflows_total");
+    assert!(overflows >= 1.0, "the queue overflowed (else this test proves nothing): {overflows}");
+}
+
 #[tokio::test]
 async fn watches_are_shared_per_kind_and_do_not_leak_over_100_mapping_lifecycles() {
     let env = Env::start("leak").await;

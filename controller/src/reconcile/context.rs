@@ -25,6 +25,8 @@ pub struct Settings {
     pub namespace: Option<String>,
     /// Image of the PVC data-sync agent.
     pub agent_image: String,
+    /// Source changes a Continuous mapping queues at most; beyond that it drops them and resyncs everything.
+    pub watch_queue: usize,
 }
 
 impl Default for Settings {
@@ -37,6 +39,7 @@ impl Default for Settings {
             sync_concurrency: 8,
             namespace: None,
             agent_image: crate::cli::DEFAULT_AGENT_IMAGE.to_string(),
+            watch_queue: crate::cli::DEFAULT_WATCH_QUEUE as usize,
         }
     }
 }

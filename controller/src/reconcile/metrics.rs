@@ -4,7 +4,9 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 
 use dr_syncer_api::namespace_mapping::KindCounts;
-use prometheus::{GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
+use prometheus::{
+    GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+};
 
 use crate::error::Error;
 use crate::metrics::PREFIX;
@@ -28,6 +30,7 @@ pub struct ControllerMetrics {
     reconcile_errors: IntCounterVec,
     watches: IntGauge,
     watch_restarts: IntCounterVec,
+    watch_overflows: IntCounter,
     workers: IntGauge,
     propagation: HistogramVec,
     kinds_seen: Arc<Mutex<KindsSeen>>,
@@ -89,6 +92,11 @@ impl ControllerMetrics {
                 &["cluster", "resource"],
             )
             .map_err(Error::Metrics)?,
+            watch_overflows: IntCounter::new(
+                name("watch_queue_overflows_total"),
+                "Times a Continuous mapping's queue of source changes was full: changes were dropped and the mapping resynced everything instead.",
+            )
+            .map_err(Error::Metrics)?,
             workers: IntGauge::new(name("continuous_workers"), "Continuous mappings whose watch-driven sync is running.")
                 .map_err(Error::Metrics)?,
             propagation: HistogramVec::new(
@@ -101,6 +109,7 @@ impl ControllerMetrics {
         };
         registry.register(Box::new(m.watches.clone())).map_err(Error::Metrics)?;
         registry.register(Box::new(m.watch_restarts.clone())).map_err(Error::Metrics)?;
+        registry.register(Box::new(m.watch_overflows.clone())).map_err(Error::Metrics)?;
         registry.register(Box::new(m.workers.clone())).map_err(Error::Metrics)?;
         registry.register(Box::new(m.propagation.clone())).map_err(Error::Metrics)?;
         registry.register(Box::new(m.syncs.clone())).map_err(Error::Metrics)?;
@@ -187,6 +196,11 @@ impl ControllerMetrics {
     /// Counts a source watch restart.
     pub fn watch_restarted(&self, cluster: &str, resource: &str) {
         self.watch_restarts.with_label_values(&[cluster, resource]).inc();
+    }
+
+    /// Counts a Continuous mapping's change queue overflowing (a full resync follows).
+    pub fn watch_queue_overflowed(&self) {
+        self.watch_overflows.inc();
     }
 
     /// Counts a Continuous worker starting (`+1`) or stopping (`-1`).

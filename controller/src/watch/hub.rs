@@ -3,9 +3,12 @@
 //! namespace. Only namespaces are cached (a reflector store, without managed fields): their labels decide which
 //! namespaces a selector covers. Other kinds keep nothing in memory: a change names its object, and the subscriber
 //! reads it from the API server when it syncs.
+//!
+//! Each subscriber's queue is bounded ([`Inbox`]): when it is full the event is dropped and the inbox is marked
+//! overflowed, and the subscriber resyncs everything instead of growing without limit.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use futures::StreamExt;
@@ -16,7 +19,8 @@ use kube::runtime::reflector::{self, Store};
 use kube::runtime::watcher::{self, Event};
 use kube::runtime::{WatchStreamExt, watcher as watch_stream};
 use kube::{Client, ResourceExt};
-use tokio::sync::mpsc::UnboundedSender;
+use tokio::sync::mpsc::error::TrySendError;
+use tokio::sync::mpsc::{self, Receiver, Sender};
 
 use crate::reconcile::metrics::ControllerMetrics;
 
@@ -69,13 +73,44 @@ pub enum Change {
     Failed(String),
 }
 
+/// One event as a subscriber receives it: the watch it came from, the change and when it was received.
+pub type Delivery = (WatchKey, Change, std::time::Instant);
+
+/// Where a subscriber's events go: a bounded queue, and a mark set when an event was dropped because the queue was
+/// full (the subscriber must then resync everything, since it no longer knows every change).
+#[derive(Clone)]
+pub struct Inbox {
+    tx: Sender<Delivery>,
+    overflowed: Arc<AtomicBool>,
+}
+
+impl Inbox {
+    /// A queue of at most `capacity` events (at least one) and its receiving end.
+    pub fn bounded(capacity: usize) -> (Inbox, Receiver<Delivery>) {
+        let (tx, rx) = mpsc::channel(capacity.max(1));
+        (Inbox { tx, overflowed: Arc::default() }, rx)
+    }
+
+    /// Whether events were dropped since the last call (and clears the mark).
+    pub fn take_overflow(&self) -> bool {
+        self.overflowed.swap(false, Ordering::SeqCst)
+    }
+
+    /// Queues `delivery`, or marks the inbox overflowed when the queue is full.
+    fn deliver(&self, delivery: Delivery) {
+        if let Err(TrySendError::Full(_)) = self.tx.try_send(delivery) {
+            self.overflowed.store(true, Ordering::SeqCst);
+        }
+    }
+}
+
 /// Which events a subscriber wants.
 pub type Interest = Arc<dyn Fn(&str) -> bool + Send + Sync>;
 
 struct Subscriber {
     interest: Interest,
     key_tag: WatchKey,
-    tx: UnboundedSender<(WatchKey, Change, std::time::Instant)>,
+    inbox: Inbox,
 }
 
 struct Entry {
@@ -133,18 +168,18 @@ impl WatchHub {
     }
 
     /// Subscribes to `key` (watching it with `client` if nobody does yet). Events pass `interest` (called with the
-    /// object's namespace) and arrive on `tx` with the time they were received.
+    /// object's namespace) and arrive in `inbox` with the time they were received.
     pub fn subscribe(
         &self,
         key: WatchKey,
         client: &Client,
         resource: &ApiResource,
         interest: Interest,
-        tx: UnboundedSender<(WatchKey, Change, std::time::Instant)>,
+        inbox: Inbox,
     ) -> Subscription {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let mut entries = self.lock();
-        let subscriber = Subscriber { interest, key_tag: key.clone(), tx };
+        let subscriber = Subscriber { interest, key_tag: key.clone(), inbox };
         if let Some(entry) = entries.get(&key) {
             entry.subscribers.lock().unwrap_or_else(|p| p.into_inner()).insert(id, subscriber);
         } else {
@@ -168,7 +203,7 @@ fn send(subscribers: &Mutex<HashMap<u64, Subscriber>>, namespace: Option<&str>, 
     let subs = subscribers.lock().unwrap_or_else(|p| p.into_inner());
     for s in subs.values() {
         if namespace.is_none_or(|ns| (s.interest)(ns)) {
-            let _ = s.tx.send((s.key_tag.clone(), change.clone(), now));
+            s.inbox.deliver((s.key_tag.clone(), change.clone(), now));
         }
     }
 }
@@ -226,5 +261,34 @@ async fn run(
                 failing = false;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn delivery(name: &str) -> Delivery {
+        let key =
+            WatchKey { cluster: "c".into(), group: String::new(), version: "v1".into(), plural: "configmaps".into() };
+        (key, Change::Upserted { namespace: "ns".into(), name: name.into() }, std::time::Instant::now())
+    }
+
+    #[test]
+    fn inbox_drops_and_marks_overflow_when_its_queue_is_full() {
+        let (inbox, mut rx) = Inbox::bounded(2);
+        inbox.deliver(delivery("a"));
+        inbox.deliver(delivery("b"));
+        assert!(!inbox.take_overflow(), "two events fit");
+        inbox.deliver(delivery("c"));
+        assert!(inbox.take_overflow(), "the third is dropped and marked");
+        assert!(!inbox.take_overflow(), "the mark is cleared once taken");
+        let names: Vec<_> = std::iter::from_fn(|| rx.try_recv().ok())
+            .map(|(_, c, _)| match c {
+                Change::Upserted { name, .. } => name,
+                other => format!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(names, ["a", "b"]);
     }
 }

@@ -1,7 +1,9 @@
 //! The watch-driven sync of one Continuous mapping: subscribes to the shared source watches of its kinds, gathers
 //! changes for a short debounce, and syncs each changed object on its own (never while a full sync of the mapping
 //! runs). Changes that fail on a network error are retried with backoff; a watch that resumes after a failure asks
-//! for a full sync, so nothing missed in between is lost.
+//! for a full sync, so nothing missed in between is lost. The queue of changes is bounded (`--watch-queue-length`):
+//! when changes arrive faster than they are synced, the ones that do not fit are dropped and a full sync is asked
+//! for instead, so memory stays bounded and nothing is lost.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock};
@@ -12,10 +14,10 @@ use dr_syncer_api::namespace_mapping::CoveredNamespace;
 use futures::{StreamExt, stream};
 use kube::ResourceExt;
 use kube::core::{Selector, SelectorExt};
-use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};
+use tokio::sync::mpsc::Receiver;
 use tokio_util::sync::CancellationToken;
 
-use super::hub::{Change, Interest, Subscription, WatchHub, WatchKey};
+use super::hub::{Change, Delivery, Inbox, Interest, Subscription, WatchHub, WatchKey};
 use crate::mapping::spec::Namespaces;
 use crate::reconcile::Context;
 use crate::sync::discovery::api_resource;
@@ -121,7 +123,7 @@ async fn run(
     ctx.metrics.worker_delta(1);
     let _counted = Counted(ctx.metrics.clone());
     let key = format!("{}/{}", plan.mapping.namespace().unwrap_or_default(), plan.mapping.name_any());
-    let (tx, rx) = unbounded_channel();
+    let (inbox, rx) = Inbox::bounded(ctx.settings.watch_queue);
     let resolution = kinds::resolve(
         plan.mapping.spec.resource_types.as_deref(),
         plan.mapping.spec.namespace_scoped_resources.as_deref(),
@@ -153,7 +155,13 @@ async fn run(
             plural: selected.plural.clone(),
         };
         let resource = api_resource(&selected.group, &version, &selected.kind, &selected.plural);
-        subscriptions.push(hub.subscribe(wkey.clone(), &plan.source.client, &resource, interest.clone(), tx.clone()));
+        subscriptions.push(hub.subscribe(
+            wkey.clone(),
+            &plan.source.client,
+            &resource,
+            interest.clone(),
+            inbox.clone(),
+        ));
         kinds.insert(wkey, selected.clone());
     }
     let namespace_watch = match (&plan.namespaces, &plan.mapping.spec.namespace_selector) {
@@ -166,14 +174,13 @@ async fn run(
             };
             let resource = api_resource("", "v1", "Namespace", "namespaces");
             let all: Interest = Arc::new(|_| true);
-            let sub = hub.subscribe(wkey.clone(), &plan.source.client, &resource, all, tx.clone());
+            let sub = hub.subscribe(wkey.clone(), &plan.source.client, &resource, all, inbox.clone());
             Selector::try_from(selector.clone()).ok().map(|s| (wkey, s, sub))
         }
         _ => None,
     };
-    drop(tx);
     tracing::info!(mapping = %key, kinds = kinds.len(), "watching the source for changes");
-    let state = Loop { ctx, plan, kinds, covered, namespace_watch, syncs: HashMap::new(), key };
+    let state = Loop { ctx, plan, kinds, covered, namespace_watch, syncs: HashMap::new(), key, inbox };
     state.run(rx, cancel).await;
     drop(subscriptions);
 }
@@ -186,10 +193,13 @@ struct Loop {
     namespace_watch: Option<(WatchKey, Selector, Subscription)>,
     syncs: HashMap<String, Arc<NamespaceSync>>,
     key: String,
+    /// The subscriptions' inbox, for its overflow mark (the worker holds a sender, so `recv` never ends by itself:
+    /// the worker stops when cancelled).
+    inbox: Inbox,
 }
 
 impl Loop {
-    async fn run(mut self, mut rx: UnboundedReceiver<(WatchKey, Change, Instant)>, cancel: CancellationToken) {
+    async fn run(mut self, mut rx: Receiver<Delivery>, cancel: CancellationToken) {
         let mut retries: HashMap<(WatchKey, String, String), (Instant, u32, Instant)> = HashMap::new();
         loop {
             let next_retry = retries.values().map(|(_, _, due)| *due).min();
@@ -213,6 +223,12 @@ impl Loop {
                 if let Some((seen, _, _)) = retries.get(&k) {
                     pending.entry(k).or_insert(*seen);
                 }
+            }
+            if self.inbox.take_overflow() {
+                self.ctx.metrics.watch_queue_overflowed();
+                tracing::warn!(mapping = %self.key, capacity = self.ctx.settings.watch_queue,
+                    "source changes arrived faster than they were synced; some were dropped, resyncing everything");
+                full_sync = Some("source changes arrived faster than they were synced (the watch queue was full)");
             }
             if let Some(why) = full_sync {
                 (self.plan.report)(Request::FullSync(why));
@@ -240,12 +256,7 @@ impl Loop {
     }
 
     /// Sorts one event into the pending changes or the requests.
-    fn take(
-        &mut self,
-        (wkey, change, seen): (WatchKey, Change, Instant),
-        pending: &mut Pending,
-        full: &mut Option<&'static str>,
-    ) {
+    fn take(&mut self, (wkey, change, seen): Delivery, pending: &mut Pending, full: &mut Option<&'static str>) {
         match change {
             Change::Relisted => *full = Some("the source watch resumed after an interruption"),
             Change::Failed(message) => {

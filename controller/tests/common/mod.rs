@@ -53,6 +53,16 @@ impl Env {
     /// Like [`Env::start`]; without in-process controllers when `controllers` is false (for tests that run the
     /// controller binary).
     pub async fn start_with(prefix: &str, controllers: bool) -> Env {
+        Env::start_full(prefix, controllers, |_| {}).await
+    }
+
+    /// Like [`Env::start`], with the controllers' settings changed by `tune` first.
+    #[allow(dead_code)] // not every test binary tunes the settings
+    pub async fn start_tuned(prefix: &str, tune: impl FnOnce(&mut Settings)) -> Env {
+        Env::start_full(prefix, true, tune).await
+    }
+
+    async fn start_full(prefix: &str, controllers: bool, tune: impl FnOnce(&mut Settings)) -> Env {
         // LAB_TEST_LOG=<filter> (for example `dr_syncer_controller=debug`) shows the in-process controllers' logs.
         if let Ok(filter) = std::env::var("LAB_TEST_LOG") {
             let _ = tracing_subscriber::fmt().with_env_filter(filter).with_test_writer().try_init();
@@ -62,13 +72,14 @@ impl Env {
         crds::install(&dr_client).await;
         let ctl = TestNamespace::create(&dr, prefix).await;
         let registry = prometheus::Registry::new();
-        let settings = Settings {
+        let mut settings = Settings {
             api_timeout: Duration::from_secs(10),
             health_interval: Duration::from_secs(5),
             namespace: Some(ctl.name().to_string()),
             agent_image: dr_syncer_testlab::images::try_image("agent").unwrap_or(Settings::default().agent_image),
             ..Settings::default()
         };
+        tune(&mut settings);
         let ctx = Context {
             client: dr_client.clone(),
             registry: Registry::default(),
