@@ -146,9 +146,7 @@ async fn bastion_keeps_serving_when_it_runs_out_of_file_descriptors() {
     // Limits far above the descriptors the agent has: accept() fails with EMFILE.
     let held = flood(lab.bastion_addr(), 300, 30, 300, false).await;
     assert!(held.len() >= 100, "the flood could not connect");
-    common::eventually("accept() to fail", Duration::from_secs(20), || {
-        lab.bastion_logs().iter().any(|l| l.contains("accept failed")).then_some(())
-    });
+    lab.wait_bastion_log("accept failed");
     assert!(lab.bastion_running(), "the bastion exited when accept() failed");
     // The waiting connections are cut after the grace time, descriptors come back and a copy goes through.
     drop(held);

@@ -86,9 +86,8 @@ fn agent_refuses_what_a_mapping_key_may_not_do() {
         let count = common::counter(&metrics, "dr_syncer_agent_refusals_total", reason);
         assert!(count >= 1.0, "no refusal counted with reason {reason}:\n{metrics}");
     }
-    let serve = lab.serve_logs();
-    assert!(serve.iter().any(|l| l.contains("NotRsyncSender")), "{serve:?}");
-    assert!(serve.iter().any(|l| l.contains("PathOutsideVolume")), "{serve:?}");
+    lab.wait_serve_log("NotRsyncSender");
+    lab.wait_serve_log("PathOutsideVolume");
     // Nothing was copied by the refused attempts.
     assert!(std::fs::read_dir(&lab.dest).map(|d| d.count()).unwrap_or(0) == 0);
 }
@@ -227,8 +226,7 @@ fn bastion_closes_a_connection_when_its_key_leaves_the_policy() {
     lab.authorize(&[("shop", &next.public_openssh, None)]);
     common::eventually("the connection to be closed", Duration::from_secs(20), || master.exited().then_some(()));
     assert!(!master.forward(lab.serve_addr()), "no channel after the key was removed");
-    let logs = lab.bastion_logs();
-    assert!(logs.iter().any(|l| l.contains("closing a connection whose key is refused now")), "{logs:?}");
+    lab.wait_bastion_log("closing a connection whose key is refused now");
 }
 
 /// A key listed with a `notAfter` a few seconds ahead: the connection it opened is closed when that time passes,
@@ -264,8 +262,7 @@ fn rsync_pod_refuses_a_second_session_on_one_connection() {
     assert!(!refused(&first), "{first:?}");
     let second = master.run(&sender);
     assert!(refused(&second), "the second session was opened: {}", String::from_utf8_lossy(&second.stderr));
-    let serve = lab.serve_logs();
-    assert!(serve.iter().any(|l| l.contains("a second session on one connection")), "{serve:?}");
+    lab.wait_serve_log("a second session on one connection");
 }
 
 /// The deletion guard: when the source loses 80 % of the files, the copy deletes nothing in DR (new files still

@@ -195,11 +195,21 @@ async fn paused_mapping_writes_nothing_and_scheduled_mapping_publishes_next_sync
     env.mapping("m", spec(true)).await;
     env.wait_mapping("m", "Paused", wants("Ready", "False", "Paused")).await;
     env.sync_now("m").await;
-    // The sync-now annotation of a paused mapping is kept (handled once resumed) and nothing is written.
-    env.wait_mapping("m", "still paused", wants("Ready", "False", "Paused")).await;
-    assert!(get(&env.dr_client, "v1", "Namespace", "", &dst).await.is_none());
+    // The controller has seen the request (the event says it is held) and wrote nothing: no namespace in DR, and the
+    // annotation stays for when the mapping is resumed.
+    common::has_event(&env, "m", "SyncRequestHeld").await;
+    assert!(get(&env.dr_client, "v1", "Namespace", "", &dst).await.is_none(), "a paused mapping wrote to DR");
+    let annotations = env.mappings().get("m").await.unwrap().metadata.annotations.unwrap_or_default();
+    assert!(annotations.contains_key("dr-syncer.io/sync-now"), "the held request is kept: {annotations:?}");
     env.mapping("m", spec(false)).await;
     let first = env.wait_synced_after("m", None).await;
+    // The held request was handled by that sync.
+    eventually_async("the sync-now annotation handled", common::WAIT, || async {
+        let nm = env.mappings().get("m").await.map_err(|e| e.to_string())?;
+        let held = nm.metadata.annotations.unwrap_or_default().contains_key("dr-syncer.io/sync-now");
+        if held { Err("still annotated".to_string()) } else { Ok(()) }
+    })
+    .await;
     let next =
         env.wait_mapping("m", "nextSyncTime", |s| s.next_sync_time.clone().ok_or_else(|| "none".to_string())).await;
     let until = next.0.duration_since(jiff::Timestamp::now());

@@ -298,14 +298,23 @@ impl Lab {
         self.config(key)
     }
 
-    /// Log lines of the rsync pod server.
-    pub fn serve_logs(&self) -> Vec<String> {
-        self.serve.logs()
+    /// Waits until the rsync pod server has logged a line containing `needle` (a process logs after it acted, and
+    /// its output is read by another thread: never assume the line is there yet).
+    #[allow(dead_code)] // not every test binary reads the logs
+    pub fn wait_serve_log(&self, needle: &str) {
+        let logs = || self.serve.logs();
+        eventually(&format!("the rsync pod server to log {needle:?}"), LOG_WAIT, || {
+            logs().iter().any(|l| l.contains(needle)).then_some(())
+        });
     }
 
-    /// Log lines of the bastion.
-    pub fn bastion_logs(&self) -> Vec<String> {
-        self.bastion.logs()
+    /// Waits until the bastion has logged a line containing `needle` (see [`Lab::wait_serve_log`]).
+    #[allow(dead_code)] // not every test binary reads the logs
+    pub fn wait_bastion_log(&self, needle: &str) {
+        let logs = || self.bastion.logs();
+        eventually(&format!("the bastion to log {needle:?}"), LOG_WAIT, || {
+            logs().iter().any(|l| l.contains(needle)).then_some(())
+        });
     }
 }
 
@@ -344,6 +353,9 @@ pub fn counter(text: &str, name: &str, label: &str) -> f64 {
 pub fn gauge(text: &str, name: &str) -> f64 {
     text.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse::<f64>().ok()).unwrap_or(0.0)
 }
+
+/// How long a log line may take to appear after what it reports.
+const LOG_WAIT: Duration = Duration::from_secs(20);
 
 /// Polls `check` until it returns `Some`, or panics after `timeout`.
 pub fn eventually<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Option<T>) -> T {

@@ -138,6 +138,30 @@ async fn not_ready(
     write(mc, nm, previous, &status).await
 }
 
+/// A paused mapping keeps a sync request (`sync-now`, `trigger-sync`) for when it is resumed; says so once per request
+/// with a Normal event `SyncRequestHeld`, so whoever asked sees it was received.
+async fn report_held_request(mc: &MappingController, nm: &NamespaceMapping) {
+    let annotations = nm.annotations();
+    let request: Vec<&str> = [ANNOTATION_SYNC_NOW, ANNOTATION_TRIGGER_SYNC]
+        .iter()
+        .filter_map(|a| annotations.get(*a).map(|v| v.as_str()))
+        .collect();
+    if request.is_empty() {
+        return;
+    }
+    let request = request.join(",");
+    let new = mc.states.with(&key_of(nm), |s| {
+        let new = s.held_request.as_deref() != Some(request.as_str());
+        s.held_request = Some(request.clone());
+        new
+    });
+    if new {
+        let note = "a sync was requested while spec.paused is true; it runs when the mapping is resumed";
+        mc.ctx.events.publish(&nm.object_ref(&()), Severity::Normal, "SyncRequestHeld", "Sync", note).await;
+        tracing::info!(mapping = %key_of(nm), "sync request held while paused");
+    }
+}
+
 fn cancel_running(mc: &MappingController, key: &str) {
     mc.states.with(key, |s| {
         if let Some(r) = &s.running {
@@ -187,6 +211,7 @@ async fn apply_inner(
     };
     if nm.spec.is_paused() {
         cancel_running(mc, &key);
+        report_held_request(mc, nm).await;
         let why =
             Invalid { reason: "Paused", message: "spec.paused is true; nothing is written to the DR cluster".into() };
         status.next_sync_time = None;

@@ -35,6 +35,8 @@ pub struct MappingState {
     /// `resourceVersion` of the mapping when its sync-now annotation was handled: a cached copy at this version still
     /// shows the annotation and must not trigger again.
     pub handled_sync_now_version: Option<String>,
+    /// The sync request (annotation values) last reported as held because the mapping is paused.
+    pub held_request: Option<String>,
     /// Reconciles in a row that could not resolve the mapping's clusters.
     pub resolve_failures: u32,
     /// The watch-driven sync of a Continuous mapping.

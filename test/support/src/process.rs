@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 pub struct Process {
     child: Child,
     logs: Arc<Mutex<Vec<String>>>,
+    readers: Vec<std::thread::JoinHandle<()>>,
 }
 
 impl Process {
@@ -23,6 +24,7 @@ impl Process {
         }
         let mut child = cmd.spawn().unwrap_or_else(|e| panic!("start {}: {e}", binary.display()));
         let logs = Arc::new(Mutex::new(Vec::new()));
+        let mut readers = Vec::new();
         for stream in [
             child.stderr.take().map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
             child.stdout.take().map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
@@ -31,13 +33,13 @@ impl Process {
         .flatten()
         {
             let logs = logs.clone();
-            std::thread::spawn(move || {
+            readers.push(std::thread::spawn(move || {
                 for line in BufReader::new(stream).lines().map_while(Result::ok) {
                     logs.lock().expect("logs").push(line);
                 }
-            });
+            }));
         }
-        Process { child, logs }
+        Process { child, logs, readers }
     }
 
     /// The child's process id.
@@ -63,7 +65,7 @@ impl Process {
                 return line;
             }
             if let Ok(Some(status)) = self.child.try_wait() {
-                std::thread::sleep(Duration::from_millis(100)); // let the reader threads drain
+                self.drain(Duration::from_secs(5));
                 panic!("process exited ({status}) before logging {needle:?}; logs:\n{}", self.logs().join("\n"));
             }
             if Instant::now() > deadline {
@@ -85,13 +87,28 @@ impl Process {
         let deadline = Instant::now() + timeout;
         loop {
             if let Ok(Some(status)) = self.child.try_wait() {
-                std::thread::sleep(Duration::from_millis(100));
+                self.drain(Duration::from_secs(5));
                 return status;
             }
             if Instant::now() > deadline {
                 panic!("process still running after {timeout:?}; logs:\n{}", self.logs().join("\n"));
             }
             std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// After the exit: waits until the reader threads have read every line the process wrote (its pipes closed), so
+    /// [`Process::logs`] is complete; panics after `timeout` (something else holds the pipes open).
+    fn drain(&mut self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while !self.readers.iter().all(std::thread::JoinHandle::is_finished) {
+            if Instant::now() > deadline {
+                panic!("the exited process's output is still open after {timeout:?} (a child of it holds it?)");
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        for reader in self.readers.drain(..) {
+            let _ = reader.join();
         }
     }
 
