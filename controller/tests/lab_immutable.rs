@@ -13,6 +13,9 @@ use kube::api::{Patch, PatchParams};
 use serde_json::{Value, json};
 
 const LABEL: &str = "dr-syncer.io/immutable-handling";
+/// Server-side length of one watch request, below the lab client's 30 s read timeout: a quiet watch is renewed from
+/// where it was instead of failing.
+const WATCH_SECONDS: u32 = 20;
 
 fn service(name: &str, headless: bool, extra_port: bool, handling: Option<&str>) -> Value {
     let mut ports = vec![json!({"name": "http", "port": 80, "protocol": "TCP"})];
@@ -55,6 +58,103 @@ async fn replace(env: &Env, ns: &str, api_version: &str, kind: &str, obj: &Value
     apply(&env.source_client, ns, obj).await;
 }
 
+/// Records, in arrival order, what tells a drain from a plain delete of the DR StatefulSet `db`: its replicas at
+/// every change (`sts <uid> replicas <n>`), the start of its deletion (`sts <uid> deleting`) and each of its pods
+/// gone (`pod <uid> gone`). Stops when dropped.
+struct DrainRecorder {
+    log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl DrainRecorder {
+    async fn start(client: &kube::Client, ns: &str) -> DrainRecorder {
+        use futures::StreamExt;
+        use k8s_openapi::api::{apps::v1::StatefulSet, core::v1::Pod};
+        use kube::runtime::WatchStreamExt;
+        use kube::runtime::watcher::{self, Event};
+        let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (ready_tx, mut ready_rx) = tokio::sync::mpsc::channel(2);
+        let sts: kube::Api<StatefulSet> = kube::Api::namespaced(client.clone(), ns);
+        let pods: kube::Api<Pod> = kube::Api::namespaced(client.clone(), ns);
+        let (l, ready) = (log.clone(), ready_tx.clone());
+        let sts_task = tokio::spawn(async move {
+            let mut events =
+                watcher::watcher(sts, watcher::Config::default().fields("metadata.name=db").timeout(WATCH_SECONDS))
+                    .default_backoff()
+                    .boxed();
+            while let Some(event) = events.next().await {
+                let event = match event {
+                    Ok(e) => e,
+                    Err(e) => {
+                        l.lock().unwrap().push(format!("sts watch error: {e}"));
+                        continue;
+                    }
+                };
+                let (o, deleted) = match event {
+                    Event::InitDone => {
+                        let _ = ready.send(()).await;
+                        continue;
+                    }
+                    Event::Apply(o) | Event::InitApply(o) => (o, false),
+                    Event::Delete(o) => (o, true),
+                    Event::Init => continue,
+                };
+                let uid = o.metadata.uid.clone().unwrap_or_default();
+                let replicas = o.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+                let mut log = l.lock().unwrap();
+                log.push(format!("sts {uid} replicas {replicas}"));
+                if deleted || o.metadata.deletion_timestamp.is_some() {
+                    log.push(format!("sts {uid} deleting"));
+                }
+            }
+        });
+        let (l, ready) = (log.clone(), ready_tx);
+        let pod_task = tokio::spawn(async move {
+            let mut events = watcher::watcher(pods, watcher::Config::default().labels("app=db").timeout(WATCH_SECONDS))
+                .default_backoff()
+                .boxed();
+            while let Some(event) = events.next().await {
+                let event = match event {
+                    Ok(e) => e,
+                    Err(e) => {
+                        l.lock().unwrap().push(format!("pod watch error: {e}"));
+                        continue;
+                    }
+                };
+                match event {
+                    Event::InitDone => {
+                        let _ = ready.send(()).await;
+                    }
+                    Event::Delete(o) => {
+                        l.lock().unwrap().push(format!("pod {} gone", o.metadata.uid.unwrap_or_default()))
+                    }
+                    _ => {}
+                }
+            }
+        });
+        // Both watches have listed: every later change is recorded.
+        for _ in 0..2 {
+            tokio::time::timeout(WAIT, ready_rx.recv()).await.expect("the drain watches list in time");
+        }
+        DrainRecorder { log, tasks: vec![sts_task, pod_task] }
+    }
+
+    /// Position of the first entry equal to `entry`.
+    fn position(&self, entry: &str) -> Option<usize> {
+        self.log.lock().unwrap().iter().position(|e| e == entry)
+    }
+
+    fn entries(&self) -> Vec<String> {
+        self.log.lock().unwrap().clone()
+    }
+}
+
+impl Drop for DrainRecorder {
+    fn drop(&mut self) {
+        self.tasks.iter().for_each(tokio::task::JoinHandle::abort);
+    }
+}
+
 async fn trigger(env: &Env, name: &str, spec: &Value, token: &str) -> dr_syncer_api::NamespaceMappingStatus {
     let mut spec = spec.clone();
     spec["syncTrigger"] = json!(token);
@@ -90,12 +190,17 @@ async fn immutable_changes_follow_the_chosen_handling() {
     let web_before = get(&env.dr_client, "v1", "Service", &dst, "web").await.unwrap();
     // The DR StatefulSet (not parked: scaleToZero false) runs its pod on the DR node; the drain below waits for it.
     let pods: kube::Api<k8s_openapi::api::core::v1::Pod> = kube::Api::namespaced(env.dr_client.clone(), &dst);
-    eventually_async("the DR pod of db running", WAIT, || async {
+    let db_pod = eventually_async("the DR pod of db running", WAIT, || async {
         let list = pods.list(&kube::api::ListParams::default().labels("app=db")).await.map_err(|e| e.to_string())?;
         let phases: Vec<_> = list.items.iter().map(|p| p.status.as_ref().and_then(|s| s.phase.clone())).collect();
-        if phases == [Some("Running".to_string())] { Ok(()) } else { Err(format!("{phases:?}")) }
+        match list.items.first() {
+            Some(p) if phases == [Some("Running".to_string())] => Ok(p.metadata.uid.clone().unwrap()),
+            _ => Err(format!("{phases:?}")),
+        }
     })
     .await;
+    let db_before = get(&env.dr_client, "apps/v1", "StatefulSet", &dst, "db").await.unwrap();
+    let db_before = db_before["metadata"]["uid"].as_str().unwrap().to_string();
     assert!(web_before["spec"]["clusterIP"].as_str().is_some_and(|ip| ip != "None"));
 
     // The DR copy of the locked ConfigMap gets another controller's finalizer: ForceUpdate deletes at once but leaves
@@ -111,6 +216,7 @@ async fn immutable_changes_follow_the_chosen_handling() {
     replace(&env, src.name(), "v1", "Service", &service("api", true, true, Some("PartialUpdate"))).await;
     replace(&env, src.name(), "apps/v1", "StatefulSet", &stateful_set("db-b")).await;
     replace(&env, src.name(), "v1", "ConfigMap", &locked_config_map("2")).await;
+    let drain = DrainRecorder::start(&env.dr_client, &dst).await;
     let s = trigger(&env, "im", &spec, "2").await;
 
     let entry = s.resource_status.iter().find(|r| r.name == "web").expect("a status entry for web");
@@ -130,6 +236,17 @@ async fn immutable_changes_follow_the_chosen_handling() {
     let db = get(&env.dr_client, "apps/v1", "StatefulSet", &dst, "db").await;
     let db = db.unwrap_or_else(|| panic!("the DR StatefulSet db is recreated: {:?}", s.resource_status));
     assert_eq!(db["spec"]["serviceName"], "db-b", "RecreateWithPodDrain applied the change");
+    // A drain, not a plain delete (which removes the pod after, or while, the StatefulSet goes): the old StatefulSet
+    // was scaled to zero, its pod was gone, and only then was the StatefulSet deleted.
+    let scaled = drain.position(&format!("sts {db_before} replicas 0"));
+    let pod_gone = drain.position(&format!("pod {db_pod} gone"));
+    let deleting = drain.position(&format!("sts {db_before} deleting"));
+    let order = (scaled, pod_gone, deleting);
+    assert!(
+        matches!(order, (Some(a), Some(b), Some(c)) if a < b && b < c),
+        "scaled to 0, pod gone, then deleted: {order:?} in {:#?}",
+        drain.entries()
+    );
     let locked = get(&env.dr_client, "v1", "ConfigMap", &dst, "locked").await.unwrap();
     assert_eq!(locked["metadata"]["finalizers"], json!(["example.com/hold"]), "another controller's finalizer stays");
     assert!(locked["metadata"]["deletionTimestamp"].is_string(), "deleted, waiting for its finalizer: {locked}");
