@@ -193,6 +193,15 @@ impl Env {
     }
 }
 
+/// The value of an unlabelled metric (or the sum of a metric's series) in a Prometheus text exposition.
+#[allow(dead_code)] // not every test binary reads metrics
+pub fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(name) && (l[name.len()..].starts_with(' ') || l[name.len()..].starts_with('{')))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
 /// A ConfigMap `name` with one entry.
 pub fn plain_config_map(name: &str) -> Value {
     json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}, "data": {"k": "v"}})
