@@ -1,12 +1,13 @@
 //! Leader election against a real API server: replicas that start at the same moment on a Lease nobody holds yet
 //! end with exactly one leader, and the one that acquired keeps it (no replica believes it leads and then finds the
-//! Lease taken, which would make it exit and restart right after an install).
+//! Lease taken, which would make it exit and restart right after an install). The interleaving that caused that is
+//! replayed step by step by `a_late_apply_…`; the start-together rounds are the same property under real timing.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::time::Duration;
 
 use dr_syncer_controller::leader::{Election, ElectionConfig, Role, RoleCell, field_manager, identity};
-use dr_syncer_testlab::{LabCluster, TestNamespace};
+use dr_syncer_testlab::{LabCluster, TestNamespace, eventually_async};
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::Api;
 use kube::api::{Patch, PatchParams};
@@ -16,6 +17,8 @@ const REPLICAS: usize = 3;
 const ROUNDS: usize = 4;
 const DURATION: Duration = Duration::from_secs(4);
 const GRACE: Duration = Duration::from_secs(1);
+/// Longest wait for the Lease to be taken and renewed once.
+const WAIT: Duration = Duration::from_secs(30);
 
 /// What one replica saw in a round: whether it acquired, and why it lost the Lease afterwards (if it did).
 #[derive(Debug)]
@@ -80,6 +83,7 @@ async fn a_late_apply_of_a_taken_lease_conflicts_when_another_replica_holds_it()
 async fn replicas_starting_together_elect_one_leader_that_keeps_the_lease() {
     let cluster = LabCluster::shared("source");
     let ns = TestNamespace::create(&cluster, "lab-leader").await;
+    let leases: Api<Lease> = Api::namespaced(cluster.client().await, ns.name());
     for round in 0..ROUNDS {
         let lease = format!("race-{round}");
         let stop = CancellationToken::new();
@@ -88,9 +92,19 @@ async fn replicas_starting_together_elect_one_leader_that_keeps_the_lease() {
             let client = cluster.client().await;
             tasks.push(tokio::spawn(replica(client, ns.name().to_string(), lease.clone(), stop.clone())));
         }
-        // Long enough for a taken-over hold to be noticed: the watchdog reads the Lease every GRACE / 2, and a
-        // holder that lost its apply race sees the other name at its first read.
-        tokio::time::sleep(Duration::from_secs(3)).await;
+        // Every replica tries the free Lease at once; a replica that lost that race to a late apply would find the
+        // Lease naming another holder at its watchdog's next read. Wait until the holder has renewed its hold once
+        // after acquiring it (a full renewal cycle: every start-up attempt is long over, and the leader's watchdog
+        // has read the Lease since).
+        let holder = eventually_async("the holder renewing the Lease once", WAIT, || async {
+            let spec =
+                leases.get_opt(&lease).await.map_err(|e| e.to_string())?.and_then(|l| l.spec).unwrap_or_default();
+            match (spec.holder_identity, spec.acquire_time, spec.renew_time) {
+                (Some(holder), Some(acquired), Some(renewed)) if renewed.0 > acquired.0 => Ok(holder),
+                other => Err(format!("{other:?}")),
+            }
+        })
+        .await;
         stop.cancel();
         let mut seen = Vec::new();
         for t in tasks {
@@ -98,6 +112,7 @@ async fn replicas_starting_together_elect_one_leader_that_keeps_the_lease() {
         }
         let leaders: Vec<&Seen> = seen.iter().filter(|s| s.acquired).collect();
         assert_eq!(leaders.len(), 1, "round {round}: exactly one replica leads: {seen:?}");
+        assert_eq!(leaders[0].identity, holder, "round {round}: the leader is the Lease's holder: {seen:?}");
         assert!(leaders[0].lost.is_none(), "round {round}: the leader kept the Lease: {seen:?}");
         eprintln!("round {round}: {} leads", leaders[0].identity);
     }
