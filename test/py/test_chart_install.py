@@ -1,5 +1,8 @@
 """The chart in a real cluster: server-side dry-run of every value set, an install with the Helm SDK that becomes
-Ready, and leader election with two replicas (failover after the leader pod is killed, a stolen Lease)."""
+Ready, and leader election with two replicas (failover after the leader pod is killed, a stolen Lease).
+
+The install is the class's fixture (setUpClass); each test establishes what else it needs itself (a Lease holder,
+both replicas ready, the replicated app), so the tests pass alone and in any order."""
 
 import datetime as dt
 import time
@@ -28,6 +31,11 @@ def holder(src):
     return lease.get("spec", {}).get("holderIdentity") or ""
 
 
+def parse_time(text):
+    """A Kubernetes (Micro)Time as an aware datetime; None for None."""
+    return dt.datetime.fromisoformat(text.replace("Z", "+00:00")) if text else None
+
+
 def controller_pods(src):
     pods = kubectl_json("-n", NS, "get", "pods", "-l", "app.kubernetes.io/component=controller", kubeconfig=src)
     return [p for p in pods["items"] if not p["metadata"].get("deletionTimestamp")]
@@ -54,6 +62,34 @@ class ChartInLab(unittest.TestCase):
                 eventually(f"namespace {ns} gone", lambda: not kubectl(
                     "get", "namespace", ns, "--ignore-not-found", "-o", "name", kubeconfig=k).strip(), timeout=120)
         kubectl("create", "namespace", NS, kubeconfig=cls.src)
+        cls.install()
+
+    @classmethod
+    def install(cls):
+        """Installs the chart with the Helm SDK and waits for it; records what the install looked like once ready."""
+        chart = helm_python.Chart.load(str(CHART))
+        cfg = helm_python.Config(kubeconfig_path=cls.src, namespace=NS)
+        values = {
+            "image": {"tag": image("controller").rsplit(":", 1)[1]},
+            "leaderElection": {"leaseDuration": f"{LEASE_SECONDS}s", "renewGrace": "2s"},
+            "controller": {"healthCheckInterval": "10s"},
+        }
+        try:
+            started = time.monotonic()
+            cfg.install(chart, RELEASE, values, namespace=NS, wait="watcher", timeout=180)
+            print(f"\n  helm install + wait: {time.monotonic() - started:.1f} s", end="")
+            cls.release_status = cfg.status(RELEASE)
+        finally:
+            cfg.close()
+            chart.close()
+        # The replica that takes the Lease is briefly not ready while its caches fill; no replica may restart.
+        cls.wait_both_ready()
+        cls.restarts_after_install = {}
+        for p in controller_pods(cls.src):
+            name = p["metadata"]["name"]
+            restarts = p["status"]["containerStatuses"][0].get("restartCount", 0)
+            log = "" if not restarts else "\n".join(pod_logs(NS, name, cls.src, True).splitlines()[-15:])
+            cls.restarts_after_install[name] = (restarts, log)
 
     @classmethod
     def tearDownClass(cls):
@@ -68,40 +104,24 @@ class ChartInLab(unittest.TestCase):
             for ns in (NS, APP, f"{APP}-dr"):
                 kubectl("delete", "namespace", ns, "--wait=false", "--ignore-not-found", kubeconfig=k, check=False)
 
-    def test_1_rendered_manifests_pass_server_side_dry_run_for_every_value_set(self):
+    def test_rendered_manifests_pass_server_side_dry_run_for_every_value_set(self):
         for name, values in value_sets().items():
             docs = [d for d in documents(render(values, namespace=NS)) if d["kind"] not in NO_CRD_IN_LAB]
             self.assertTrue(docs, name)
             text = "\n---\n".join(__import__("yaml").safe_dump(d) for d in docs)
-            out = kubectl("apply", "--server-side", "--dry-run=server", "-f", "-", kubeconfig=self.src, input=text)
+            # The release is installed (the class's fixture): take over its fields in the dry run, which checks that
+            # the API server accepts every object, not who owns them.
+            out = kubectl("apply", "--server-side", "--force-conflicts", "--dry-run=server", "-f", "-",
+                          kubeconfig=self.src, input=text)
             self.assertEqual(out.count("serverside-applied"), len(docs), f"{name}: {out}")
 
-    def test_2_install_becomes_ready_with_one_leader(self):
-        chart = helm_python.Chart.load(str(CHART))
-        cfg = helm_python.Config(kubeconfig_path=self.src, namespace=NS)
-        values = {
-            "image": {"tag": image("controller").rsplit(":", 1)[1]},
-            "leaderElection": {"leaseDuration": f"{LEASE_SECONDS}s", "renewGrace": "2s"},
-            "controller": {"healthCheckInterval": "10s"},
-        }
-        try:
-            started = time.monotonic()
-            release = cfg.install(chart, RELEASE, values, namespace=NS, wait="watcher", timeout=180)
-            print(f"\n  helm install + wait: {time.monotonic() - started:.1f} s", end="")
-            status = cfg.status(RELEASE)
-        finally:
-            cfg.close()
-            chart.close()
+    def test_install_becomes_ready_with_one_leader(self):
+        status = self.release_status
         self.assertEqual(status.get("status"), "deployed", {k: v for k, v in status.items() if k != "manifest"})
-        # The replica that takes the Lease is briefly not ready while its caches fill; no replica may restart.
-        eventually("both replicas ready", lambda: kubectl_json(
-            "-n", NS, "get", "deployment", RELEASE, kubeconfig=self.src)["status"].get("readyReplicas") == 2, timeout=60)
-        for p in controller_pods(self.src):
-            restarts = p["status"]["containerStatuses"][0].get("restartCount", 0)
-            name = p["metadata"]["name"]
-            self.assertEqual(restarts, 0, f"{name} restarted after install; its previous log ends with:\n"
-                             + "\n".join(pod_logs(NS, name, self.src, True).splitlines()[-15:]))
-        lead = eventually("a Lease holder", lambda: holder(self.src), timeout=30)
+        for name, (restarts, log) in self.restarts_after_install.items():
+            self.assertEqual(restarts, 0, f"{name} restarted after install; its previous log ends with:\n{log}")
+        self.wait_both_ready()
+        lead = self.wait_holder()
         names = [p["metadata"]["name"] for p in controller_pods(self.src)]
         self.assertIn(lead.rsplit("_", 1)[0], names)
         for pod in names:
@@ -110,22 +130,38 @@ class ChartInLab(unittest.TestCase):
             want = "leading and caches synced" if lead.startswith(pod + "_") else "standby"
             self.assertIn(want, body, pod)
 
-    def test_3_standby_takes_over_within_the_lease_when_the_leader_crashes(self):
+    def test_standby_takes_over_only_after_the_lease_expires_when_the_leader_crashes(self):
+        self.wait_both_ready()
+        self.wait_holder()
         self.replicate_app()
         self.sync_now_and_wait("before")
-        old = holder(self.src)
+        old = self.wait_holder()
         leader = old.rsplit("_", 1)[0]
         pod = kubectl_json("-n", NS, "get", "pod", leader, kubeconfig=self.src)
         killed = time.monotonic()
         kill_container("source", pod)
-        new = eventually("another replica holds the Lease",
-                         lambda: (lambda h: h if h and h != old else None)(holder(self.src)),
-                         timeout=LEASE_SECONDS * 4, interval=0.2)
-        took = time.monotonic() - killed
-        print(f"\n  takeover after SIGKILL of the leader: {took:.1f} s (lease {LEASE_SECONDS} s)", end="")
-        # The Lease expires at most LEASE_SECONDS after the dead leader's last renewal; a standby checks it again
-        # right at expiry.
-        self.assertLessEqual(took, LEASE_SECONDS + 1.5)
+        # The dead leader's last renewal: the latest renewTime seen while the Lease still names it (a renewal in
+        # flight at the kill may land just after it).
+        last_renewal = [None]
+
+        def taken_over():
+            lease = kubectl_json("-n", NS, "get", "lease", RELEASE, kubeconfig=self.src).get("spec", {})
+            if lease.get("holderIdentity") == old:
+                renewed = parse_time(lease.get("renewTime"))
+                if renewed and (last_renewal[0] is None or renewed > last_renewal[0]):
+                    last_renewal[0] = renewed
+                return None
+            return lease if lease.get("holderIdentity") else None
+
+        # A deadline for the wait, not a speed target (the takeover time is printed; benchmarks hold speed targets).
+        lease = eventually("another replica holds the Lease", taken_over, timeout=LEASE_SECONDS * 10, interval=0.2)
+        print(f"\n  takeover after SIGKILL of the leader: {time.monotonic() - killed:.1f} s (lease {LEASE_SECONDS} s)",
+              end="")
+        # Safety: the new holder took the Lease only once the dead leader's hold had expired.
+        self.assertIsNotNone(last_renewal[0], "the Lease named the killed leader after the kill")
+        acquired = parse_time(lease.get("acquireTime"))
+        expiry = last_renewal[0] + dt.timedelta(seconds=LEASE_SECONDS)
+        self.assertGreaterEqual(acquired, expiry, f"taken over at {acquired}, before the hold expired at {expiry}")
         self.sync_now_and_wait("after")
         # Every container's log (the crashed one is the pod's previous container): syncs never overlap.
         events = []
@@ -148,8 +184,9 @@ class ChartInLab(unittest.TestCase):
             else:
                 running.discard(proc)
 
-    def test_4_leader_exits_at_once_when_its_lease_is_taken(self):
-        old = eventually("a Lease holder", lambda: holder(self.src), timeout=30)
+    def test_leader_exits_at_once_when_its_lease_is_taken(self):
+        self.wait_both_ready()
+        old = self.wait_holder()
         leader = old.rsplit("_", 1)[0]
         before = self.restarts(leader)
         now = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
@@ -162,6 +199,18 @@ class ChartInLab(unittest.TestCase):
         eventually("a replica leads again", lambda: holder(self.src) not in ("", "intruder"), timeout=LEASE_SECONDS * 5)
 
     # ---- helpers --------------------------------------------------------------------------------------------------
+    @classmethod
+    def wait_both_ready(cls):
+        eventually("both replicas ready", lambda: kubectl_json(
+            "-n", NS, "get", "deployment", RELEASE, kubeconfig=cls.src)["status"].get("readyReplicas") == 2, timeout=120)
+
+    def wait_holder(self):
+        """The Lease's holder, once a replica of the release holds it (not an intruder left by another test)."""
+        def ours():
+            h = holder(self.src)
+            return h if h and h.rsplit("_", 1)[0] in {p["metadata"]["name"] for p in controller_pods(self.src)} else None
+        return eventually("a replica holding the Lease", ours, timeout=LEASE_SECONDS * 10)
+
     def exited(self, pod, restarts_before):
         """The pod's controller process has exited since `restarts_before` restarts (it may wait in back-off)."""
         p = kubectl_json("-n", NS, "get", "pod", pod, kubeconfig=self.src)

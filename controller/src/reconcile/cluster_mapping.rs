@@ -207,6 +207,8 @@ async fn check_agents(ctx: &Context, ns: &str, cm: &ClusterMapping) -> AgentsRes
 pub struct State {
     ctx: Context,
     store: Store<ClusterMapping>,
+    /// Failures in a row per ClusterMapping, ahead of `status.consecutiveFailures` (written once per interval).
+    failures: std::sync::Mutex<std::collections::HashMap<String, i32>>,
 }
 
 async fn reconcile(cm: Arc<ClusterMapping>, state: Arc<State>) -> Result<Action, Error> {
@@ -216,6 +218,12 @@ async fn reconcile(cm: Arc<ClusterMapping>, state: Arc<State>) -> Result<Action,
         state.store.state().iter().map(|c| (c.namespace().unwrap_or_default(), c.name_any())).collect();
     ctx.metrics.retain_mappings(|ns, name| known.contains(&(ns.to_string(), name.to_string())));
     let ns = cm.namespace().ok_or(Error::Incomplete { what: "namespace" })?;
+    let key = format!("{ns}/{}", cm.name_any());
+    let counted = {
+        let mut failures = state.failures.lock().unwrap_or_else(|p| p.into_inner());
+        failures.retain(|k, _| k.split_once('/').is_some_and(|(n, m)| known.contains(&(n.to_string(), m.to_string()))));
+        failures.get(&key).copied().unwrap_or_default()
+    };
     let api: Api<ClusterMapping> = Api::namespaced(ctx.client.clone(), &ns);
     let previous = cm.status.clone().unwrap_or_default();
     let generation = cm.meta().generation;
@@ -237,10 +245,17 @@ async fn reconcile(cm: Arc<ClusterMapping>, state: Arc<State>) -> Result<Action,
     );
     let agents = if source.is_ok() && target.is_ok() { check_agents(ctx, &ns, &cm).await } else { None };
     let now = conditions::now();
-    let mut status = plan_status(&previous, (&source, &target), &agents, generation, &now);
+    // Failures since the last status write count too: the backoff grows with every one of them.
+    let counted =
+        ClusterMappingStatus { consecutive_failures: previous.consecutive_failures.max(counted), ..previous.clone() };
+    let mut status = plan_status(&counted, (&source, &target), &agents, generation, &now);
     let unsupported = super::fields::of_cluster_mapping(&cm.spec);
     super::fields::set_condition(&mut status.conditions, &unsupported, generation, &now);
-    super::status::apply(&api, &cm, &status, ctx.settings.api_timeout).await?;
+    state.failures.lock().unwrap_or_else(|p| p.into_inner()).insert(key, status.consecutive_failures);
+    let interval = ctx.settings.health_interval;
+    if super::heartbeat::cluster_mapping_write_due(&previous, &status, interval, &now) {
+        super::status::apply(&api, &cm, &status, ctx.settings.api_timeout).await?;
+    }
     let was_unsupported = conditions::get(&previous.conditions, super::fields::FIELDS_SUPPORTED)
         .is_some_and(|c| c.status == conditions::FALSE);
     if !unsupported.is_empty() && !was_unsupported {
@@ -294,7 +309,7 @@ pub async fn run(ctx: Context, shutdown: impl Future<Output = ()> + Send + Sync 
                 .collect::<Vec<_>>()
         })
         .graceful_shutdown_on(shutdown)
-        .run(reconcile, error_policy, Arc::new(State { ctx, store: state_store }))
+        .run(reconcile, error_policy, Arc::new(State { ctx, store: state_store, failures: Default::default() }))
         .for_each(|_| async {})
         .await;
 }

@@ -7,6 +7,7 @@ pub mod conditions;
 pub mod context;
 pub mod events;
 pub mod fields;
+pub mod heartbeat;
 pub mod metrics;
 pub mod remote_cluster;
 pub mod status;

@@ -75,7 +75,7 @@ impl Outcome {
 }
 
 /// The status after a reconcile. Pure. `lastSyncTime` (the heartbeat) moves only when the last one is at least
-/// [`HEARTBEAT_SHARE`] of `heartbeat` old, so a cluster looked at more often (agents rolling out) writes no more.
+/// [`super::heartbeat::SHARE`] of `heartbeat` old, so a cluster looked at more often (agents rolling out) writes no more.
 pub fn plan_status(
     previous: &RemoteClusterStatus,
     outcome: &Outcome,
@@ -128,19 +128,12 @@ pub fn plan_status(
         None => set(SCHEDULE_VALID, TRUE, "Valid", "defaultSchedule is unset or valid".into()),
     }
     status.health = Some(if outcome.healthy() { HEALTHY } else { UNHEALTHY }.to_string());
-    let due = previous.last_sync_time.as_ref().is_none_or(|last| {
-        let age = now.0.as_millisecond().saturating_sub(last.0.as_millisecond());
-        age >= heartbeat.mul_f64(HEARTBEAT_SHARE).as_millis() as i64
-    });
-    if outcome.healthy() && due {
+    if outcome.healthy() && super::heartbeat::due(previous.last_sync_time.as_ref(), heartbeat, now) {
         status.last_sync_time = Some(now.clone());
     }
     status.observed_generation = generation;
     status
 }
-
-/// Share of the health interval after which the heartbeat is written again (a requeue comes a little early or late).
-pub const HEARTBEAT_SHARE: f64 = 0.9;
 
 /// State of the RemoteCluster controller.
 pub struct State {
