@@ -42,6 +42,10 @@ pub const ANNOTATION_TRIGGER_SYNC: &str = "dr-syncer.io/trigger-sync";
 /// authority, or (on a RemoteCluster) every agent's host key, by restarting the agents one node at a time; removed
 /// once done.
 pub const ANNOTATION_ROTATE_SSH_KEY: &str = "dr-syncer.io/rotate-ssh-key";
+
+/// On every agent object dr-syncer installs in a source cluster: a hash of what it planned for that object. The
+/// periodic check of the agents applies an object again only when its plan or a planned field changed.
+pub const ANNOTATION_AGENT_PLAN_HASH: &str = "dr-syncer.io/agent-plan-hash";
 /// Annotation on a NamespaceMapping: any value lets its next data copies delete more than
 /// `dataSyncConfig.maxDeletePercent` of a DR volume's files; removed once a data sync run succeeded.
 pub const ANNOTATION_APPROVE_DELETIONS: &str = "dr-syncer.io/approve-deletions";

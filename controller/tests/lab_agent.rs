@@ -37,6 +37,71 @@ async fn enable(env: &Env, name: &str, enabled: bool) {
     env.apply_ctl(&rc).await;
 }
 
+/// When our field manager last wrote each agent object (its managed-fields time moves with every write, even one
+/// that changes nothing on some API server versions).
+async fn our_writes(env: &Env) -> Vec<Option<String>> {
+    use k8s_openapi::api::core::v1::ServiceAccount;
+    use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+    async fn written<K>(client: &kube::Client) -> Option<String>
+    where
+        K: Resource<Scope = k8s_openapi::NamespaceResourceScope>
+            + Clone
+            + serde::de::DeserializeOwned
+            + std::fmt::Debug,
+        K::DynamicType: Default,
+    {
+        let object = Api::<K>::namespaced(client.clone(), AGENT_NAMESPACE).get(AGENT_NAME).await.unwrap();
+        let ours = dr_syncer_api::constants::FIELD_MANAGER_DATA;
+        let entries = object.meta().managed_fields.clone().unwrap_or_default();
+        entries.into_iter().find(|m| m.manager.as_deref() == Some(ours)).and_then(|m| m.time).map(|t| format!("{t:?}"))
+    }
+    let c = &env.source_client;
+    vec![
+        written::<ServiceAccount>(c).await,
+        written::<Role>(c).await,
+        written::<RoleBinding>(c).await,
+        written::<DaemonSet>(c).await,
+    ]
+}
+
+/// The agents are checked every health interval (5 s here): while they are as planned nothing is written; a change
+/// made by hand is put back.
+async fn objects_are_written_only_when_they_differ_from_the_plan(env: &Env) {
+    let heartbeat = || async {
+        let rc = env.remote_clusters().get("source").await.map_err(|e| e.to_string())?;
+        rc.status.and_then(|s| s.last_sync_time).map(|t| t.0).ok_or_else(|| "no heartbeat".to_string())
+    };
+    let before = our_writes(env).await;
+    let start = heartbeat().await.unwrap();
+    // Two heartbeats later the agents have been checked at least once more (a check is due every interval).
+    let later = |after: jiff::Timestamp| {
+        move || async move {
+            let t = heartbeat().await?;
+            if t > after { Ok(t) } else { Err(format!("still {t}")) }
+        }
+    };
+    let first = eventually_async("the next heartbeat", WAIT, later(start)).await;
+    eventually_async("another heartbeat", WAIT, later(first)).await;
+    assert_eq!(our_writes(env).await, before, "agent objects written although nothing changed");
+    // A rule widened by hand is put back at the next check.
+    let roles: Api<k8s_openapi::api::rbac::v1::Role> = Api::namespaced(env.source_client.clone(), AGENT_NAMESPACE);
+    let widened =
+        json!({"rules": [{"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "list", "watch", "delete"]}]});
+    roles.patch(AGENT_NAME, &PatchParams::default(), &Patch::Merge(&widened)).await.unwrap();
+    eventually_async("the Role put back as planned", WAIT, || async {
+        let role = roles.get(AGENT_NAME).await.map_err(|e| e.to_string())?;
+        let rules = role.rules.unwrap_or_default();
+        let verbs: Vec<String> = rules.iter().flat_map(|r| r.verbs.clone()).collect();
+        let names: Vec<String> = rules.into_iter().flat_map(|r| r.resource_names.unwrap_or_default()).collect();
+        if verbs == ["get", "list", "watch"] && names == [AGENT_POLICY_SECRET] {
+            Ok(())
+        } else {
+            Err(format!("{verbs:?} {names:?}"))
+        }
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn agents_install_with_host_keys_of_their_own_and_follow_their_policy_secret() {
     let env = Env::start("lab-agent").await;
@@ -85,6 +150,7 @@ async fn agents_install_with_host_keys_of_their_own_and_follow_their_policy_secr
     let rc = env.remote_clusters().get("source").await.unwrap();
     let ready = rc.status.unwrap().conditions.into_iter().find(|c| c.type_ == "AgentsReady").unwrap();
     assert_eq!((ready.status.as_str(), ready.reason.as_str()), ("True", "Ready"));
+    objects_are_written_only_when_they_differ_from_the_plan(&env).await;
 
     // The DaemonSet runs without privileges, as the plan says.
     let ds: Api<DaemonSet> = Api::namespaced(env.source_client.clone(), AGENT_NAMESPACE);

@@ -1,7 +1,9 @@
 //! An idle installation: what a controller with nothing to do asks of the API servers. Four RemoteClusters (one with
 //! agents that never get ready — the bench lab has no nodes — and two unreachable), three ClusterMappings (two
 //! failing) and 50 Scheduled NamespaceMappings whose next sync is months away; after their first syncs, requests
-//! are counted over one minute on the controller's cluster (also the DR cluster) and the source cluster.
+//! are counted over one minute on the controller's cluster (also the DR cluster) and the source cluster, together
+//! with the changes those requests made to the controller's objects (a server-side apply that changes nothing is a
+//! request, not a write: the object and its resourceVersion stay as they were).
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -58,6 +60,58 @@ pub fn is_write(verb: &str) -> bool {
     ["POST", "PUT", "PATCH", "APPLY", "DELETE", "DELETECOLLECTION"].contains(&verb)
 }
 
+/// Counts the changes (watch events after the initial list) to `resources` in `namespace`, by kind, until dropped.
+struct ChangeCounter {
+    counts: std::sync::Arc<std::sync::Mutex<BTreeMap<String, f64>>>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl ChangeCounter {
+    async fn start(client: &Client, namespace: &str, resources: &[(&str, &str)]) -> ChangeCounter {
+        use futures::StreamExt;
+        use kube::runtime::WatchStreamExt;
+        use kube::runtime::watcher::{self, Event};
+        let counts = std::sync::Arc::new(std::sync::Mutex::new(BTreeMap::new()));
+        let (listed_tx, mut listed) = tokio::sync::mpsc::channel(resources.len().max(1));
+        let mut tasks = Vec::new();
+        for (api_version, kind) in resources {
+            let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), namespace, &resource(api_version, kind));
+            let (counts, listed_tx, kind) = (counts.clone(), listed_tx.clone(), kind.to_string());
+            tasks.push(tokio::spawn(async move {
+                let mut events =
+                    watcher::watcher(api, watcher::Config::default().timeout(20)).default_backoff().boxed();
+                let mut initial = true;
+                while let Some(event) = events.next().await {
+                    match event {
+                        Ok(Event::InitDone) if initial => {
+                            initial = false;
+                            let _ = listed_tx.send(()).await;
+                        }
+                        Ok(Event::Apply(_) | Event::Delete(_)) if !initial => {
+                            *counts.lock().unwrap().entry(kind.clone()).or_insert(0.0) += 1.0;
+                        }
+                        _ => {}
+                    }
+                }
+            }));
+        }
+        for _ in resources {
+            tokio::time::timeout(Duration::from_secs(60), listed.recv()).await.unwrap();
+        }
+        ChangeCounter { counts, tasks }
+    }
+
+    fn counts(&self) -> BTreeMap<String, f64> {
+        self.counts.lock().unwrap().clone()
+    }
+}
+
+impl Drop for ChangeCounter {
+    fn drop(&mut self) {
+        self.tasks.iter().for_each(tokio::task::JoinHandle::abort);
+    }
+}
+
 /// What one API server served in the window.
 pub struct Served {
     /// Writes and reads (WATCH requests that stay open are not counted again).
@@ -68,9 +122,11 @@ pub struct Served {
     pub write_detail: Vec<((String, String), f64)>,
     /// The reads by verb and resource, largest first.
     pub read_detail: Vec<((String, String), f64)>,
+    /// Changes made to the controller's objects (status included), by kind.
+    pub changes: BTreeMap<String, f64>,
 }
 
-fn served(requests: &Requests) -> Served {
+fn served(requests: &Requests, changes: BTreeMap<String, f64>) -> Served {
     let mut writes: Vec<_> = requests.iter().filter(|((v, _), _)| is_write(v)).map(|(k, n)| (k.clone(), *n)).collect();
     let mut reads: Vec<_> = requests.iter().filter(|((v, _), _)| !is_write(v)).map(|(k, n)| (k.clone(), *n)).collect();
     writes.sort_by(|a, b| b.1.total_cmp(&a.1));
@@ -80,6 +136,7 @@ fn served(requests: &Requests) -> Served {
         reads: reads.iter().map(|(_, n)| n).sum(),
         write_detail: writes,
         read_detail: reads,
+        changes,
     }
 }
 
@@ -134,11 +191,27 @@ pub async fn measure(bin: &Path, source: &LabCluster, dr: &LabCluster) -> (Serve
     })
     .await;
     settle(&dst).await;
+    let ours = [
+        ("dr-syncer.io/v1alpha1", "RemoteCluster"),
+        ("dr-syncer.io/v1alpha1", "ClusterMapping"),
+        ("dr-syncer.io/v1alpha1", "NamespaceMapping"),
+    ];
+    let dst_changes = ChangeCounter::start(&dst, IDLE, &ours).await;
+    let agents = [
+        ("v1", "ServiceAccount"),
+        ("rbac.authorization.k8s.io/v1", "Role"),
+        ("rbac.authorization.k8s.io/v1", "RoleBinding"),
+        ("apps/v1", "DaemonSet"),
+        ("v1", "Secret"),
+        ("v1", "Service"),
+    ];
+    let src_changes = ChangeCounter::start(&src, dr_syncer_api::agent::AGENT_NAMESPACE, &agents).await;
     let (dst_before, src_before) = (requests(&dst).await, requests(&src).await);
     tokio::time::sleep(WINDOW).await;
     let (dst_after, src_after) = (requests(&dst).await, requests(&src).await);
+    let changes = (dst_changes.counts(), src_changes.counts());
     ctl.terminate(Duration::from_secs(30));
-    (served(&delta(&dst_before, &dst_after)), served(&delta(&src_before, &src_after)))
+    (served(&delta(&dst_before, &dst_after), changes.0), served(&delta(&src_before, &src_after), changes.1))
 }
 
 /// Waits until the DR cluster's own controllers are done with the 50 new namespaces (service accounts, their token
@@ -170,8 +243,10 @@ pub fn report(name: &str, s: &Served) -> Vec<String> {
     let top = |detail: &[((String, String), f64)]| {
         detail.iter().take(6).map(|((v, r), n)| format!("{v} {r} {n:.0}")).collect::<Vec<_>>().join(", ")
     };
+    let changed: f64 = s.changes.values().sum();
+    let by_kind = s.changes.iter().map(|(k, n)| format!("{k} {n:.0}")).collect::<Vec<_>>().join(", ");
     vec![format!(
-        "    {name}: {:.0} writes/min ({}), {:.0} reads/min ({})",
+        "    {name}: {changed:.0} object changes/min ({by_kind}); {:.0} write requests/min ({}), {:.0} reads/min ({})",
         s.writes,
         top(&s.write_detail),
         s.reads,

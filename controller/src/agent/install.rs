@@ -125,7 +125,16 @@ where
 {
     let name = obj.name_any();
     let api: Api<K> = Api::namespaced(client.clone(), AGENT_NAMESPACE);
-    let what = format!("apply {} {AGENT_NAMESPACE}/{name}", K::kind(&K::DynamicType::default()));
+    let kind = K::kind(&K::DynamicType::default()).to_string();
+    // Nothing to write when the object already is as planned (see `covers`): the periodic check stays read-only.
+    let live = with_timeout(format!("get {kind} {AGENT_NAMESPACE}/{name}"), timeout, api.get_opt(&name)).await?;
+    let json = |v: &K| serde_json::to_value(v).unwrap_or_default();
+    if let Some(live) = live
+        && super::covers::covers(&json(&live), &json(obj))
+    {
+        return Ok(());
+    }
+    let what = format!("apply {kind} {AGENT_NAMESPACE}/{name}");
     with_timeout(what, timeout, api.patch(&name, &ssa(), &Patch::Apply(obj))).await.map(|_| ())
 }
 

@@ -188,24 +188,29 @@ pub fn plan(input: &AgentInput<'_>) -> Result<AgentPlan, Error> {
     Ok(AgentPlan {
         namespace: typed(json!({"apiVersion": "v1", "kind": "Namespace",
             "metadata": {"name": AGENT_NAMESPACE, "labels": labels}}))?,
-        service_account: typed(json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": meta(AGENT_NAME)}))?,
-        role: typed(
+        service_account: stamped(json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": meta(AGENT_NAME)}))?,
+        role: stamped(
             json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": meta(AGENT_NAME),
             "rules": [{"apiGroups": [""], "resources": ["secrets"], "resourceNames": [AGENT_POLICY_SECRET],
                        "verbs": ["get", "list", "watch"]}]}),
         )?,
-        role_binding: typed(json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+        role_binding: stamped(json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
             "metadata": meta(AGENT_NAME),
             "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": AGENT_NAME},
             "subjects": [{"kind": "ServiceAccount", "name": AGENT_NAME, "namespace": AGENT_NAMESPACE}]}))?,
-        daemon_set: typed(daemon_set)?,
-        service: service.map(typed).transpose()?,
+        daemon_set: stamped(daemon_set)?,
+        service: service.map(stamped).transpose()?,
         image,
     })
 }
 
 fn to_value<T: serde::Serialize>(value: &T) -> Result<Value, Error> {
     serde_json::to_value(value).map_err(|e| Error::Config { message: format!("agent settings: {e}") })
+}
+
+/// The typed object, its plan hash stamped on it (see [`super::covers`]).
+fn stamped<T: serde::de::DeserializeOwned>(value: Value) -> Result<T, Error> {
+    typed(super::covers::stamp(value))
 }
 
 fn typed<T: serde::de::DeserializeOwned>(value: Value) -> Result<T, Error> {

@@ -1,6 +1,7 @@
 //! The PVC data-sync agents of source clusters: planning their objects, installing and upgrading them through a
 //! RemoteCluster's client, and reporting their state.
 
+pub mod covers;
 pub mod finalizer;
 pub mod host_keys;
 pub mod install;
