@@ -132,8 +132,9 @@ fn served(requests: &Requests, changes: BTreeMap<String, f64>) -> Served {
     writes.sort_by(|a, b| b.1.total_cmp(&a.1));
     reads.sort_by(|a, b| b.1.total_cmp(&a.1));
     Served {
-        writes: writes.iter().map(|(_, n)| n).sum(),
-        reads: reads.iter().map(|(_, n)| n).sum(),
+        // `+ 0.0`: an empty sum is -0.0, printed "-0".
+        writes: writes.iter().map(|(_, n)| n).sum::<f64>() + 0.0,
+        reads: reads.iter().map(|(_, n)| n).sum::<f64>() + 0.0,
         write_detail: writes,
         read_detail: reads,
         changes,
@@ -243,7 +244,7 @@ pub fn report(name: &str, s: &Served) -> Vec<String> {
     let top = |detail: &[((String, String), f64)]| {
         detail.iter().take(6).map(|((v, r), n)| format!("{v} {r} {n:.0}")).collect::<Vec<_>>().join(", ")
     };
-    let changed: f64 = s.changes.values().sum();
+    let changed: f64 = s.changes.values().sum::<f64>() + 0.0;
     let by_kind = s.changes.iter().map(|(k, n)| format!("{k} {n:.0}")).collect::<Vec<_>>().join(", ");
     vec![format!(
         "    {name}: {changed:.0} object changes/min ({by_kind}); {:.0} write requests/min ({}), {:.0} reads/min ({})",
