@@ -63,7 +63,11 @@ unit: ## Unit tests (no cluster needed).
 	$(CARGO) test --workspace --lib --bins $(CARGO_TEST_ARGS)
 
 .PHONY: verify
-verify: verify-crds verify-rust-version ## Check generated files are current (CRDs) and the declared rust-version is true.
+verify: verify-crds verify-rust-version verify-crate-graph ## Check generated files are current (CRDs), the declared rust-version is true and no crate depends on one it must not.
+
+.PHONY: verify-crate-graph
+verify-crate-graph: ## Fail when the controller would link the agent crate (or a shared crate a binary crate).
+	@python3 test/tools/check-crate-graph.py
 
 .PHONY: verify-rust-version
 verify-rust-version: ## Fail when a dependency needs a newer Rust than the workspace's rust-version declares.

@@ -66,7 +66,7 @@ impl Sshd {
         let sshd = std::env::var("SSHD").unwrap_or_else(|_| "sshd".into());
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let host_key = dir.join("sshd_host_key");
-        let key = dr_syncer_agent::keys::generate("bench-sshd").unwrap();
+        let key = dr_syncer_wire::keys::generate("bench-sshd").unwrap();
         std::fs::write(&host_key, key.private_openssh.as_bytes()).unwrap();
         std::fs::set_permissions(&host_key, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
         std::fs::write(dir.join("sshd_authorized_keys"), format!("{authorized}\n")).unwrap();
@@ -207,8 +207,8 @@ fn main() {
     let tmpfs = mount_tmpfs(&base);
     let lab = Lab::start_in("bench", &base);
     let shop = std::fs::read_to_string(lab.dir.join("id_shop")).unwrap();
-    let shop_public = dr_syncer_agent::keys::pair(
-        &dr_syncer_agent::keys::private_from_openssh(&shop, "bench key").unwrap(),
+    let shop_public = dr_syncer_wire::keys::pair(
+        &dr_syncer_wire::keys::private_from_openssh(&shop, "bench key").unwrap(),
         "bench key",
     )
     .unwrap()

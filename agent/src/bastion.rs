@@ -17,8 +17,8 @@ use tracing::{debug, info, warn};
 
 use crate::listen::{Gate, Service};
 use crate::metrics::AgentMetrics;
-use crate::policy::{Credential, Identity, Policy, Refusal};
 use crate::targets::TargetRules;
+use dr_syncer_wire::policy::{Credential, Identity, Policy, Refusal};
 
 /// Time allowed to connect to an rsync pod.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -61,7 +61,7 @@ impl Connection {
         self.metrics.refusals.with_label_values(&[refusal.reason()]).inc();
         let fingerprint = match (&self.identity, key) {
             (Some((identity, _)), _) => identity.fingerprint.clone(),
-            (None, Some(key)) => crate::keys::fingerprint(key),
+            (None, Some(key)) => dr_syncer_wire::keys::fingerprint(key),
             (None, None) => "-".to_string(),
         };
         let mapping = self.identity.as_ref().map_or("-", |(i, _)| i.mapping.as_str());

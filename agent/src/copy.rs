@@ -9,7 +9,10 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncReadExt, BufReader};
 use tokio::process::Command;
 
-use crate::progress::{Report, Stats, is_difference, parse_progress, skipped_deletions};
+use dr_syncer_wire::progress::{
+    EXIT_DELETE_GUARD, EXIT_NO_RESULT, EXIT_VERIFY_FAILED, Report, Stats, is_difference, parse_progress,
+    skipped_deletions,
+};
 
 /// Stderr lines kept for the final report.
 const STDERR_TAIL: usize = 20;
@@ -17,14 +20,8 @@ const STDERR_TAIL: usize = 20;
 const MISMATCHES_NAMED: usize = 5;
 /// Least time between two progress reports.
 const PROGRESS_EVERY: Duration = Duration::from_secs(1);
-/// Exit code of a failed verification (outside rsync's own codes).
-pub const EXIT_VERIFY_FAILED: i32 = 100;
-/// Exit code when the deletion guard held back the copy's deletions.
-pub const EXIT_DELETE_GUARD: i32 = 103;
 /// rsync's exit code when `--max-delete` held deletions back.
 const EXIT_MAX_DELETE: i32 = 25;
-/// Exit code when the result could not be written to `--result-file`.
-pub const EXIT_NO_RESULT: i32 = 101;
 /// Prefix of every stderr line echoed from rsync, ssh or the remote sender.
 pub const STDERR_PREFIX: &str = "rsync-stderr| ";
 /// Longest line kept from rsync's output; the rest of a longer line is dropped.

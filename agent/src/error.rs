@@ -14,37 +14,9 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
-    /// A key is not a valid OpenSSH key.
-    #[error("invalid SSH key {what}: {source}")]
-    Key {
-        /// Which key.
-        what: String,
-        /// What the key parser said.
-        #[source]
-        source: russh::keys::ssh_key::Error,
-    },
-    /// A public key line with control characters (a line break inside).
-    #[error("SSH key {what} contains control characters")]
-    KeyText {
-        /// Which key.
-        what: String,
-    },
-    /// A key of an algorithm other than Ed25519.
-    #[error("SSH key {what} is {algorithm}; only ssh-ed25519 is accepted")]
-    KeyAlgorithm {
-        /// Which key.
-        what: String,
-        /// Its algorithm.
-        algorithm: String,
-    },
-    /// A policy document (authorized keys or targets) is malformed.
-    #[error("invalid {what}: {message}")]
-    Policy {
-        /// Which document.
-        what: String,
-        /// What is wrong with it.
-        message: String,
-    },
+    /// A key or policy document in one of the shared formats cannot be used.
+    #[error(transparent)]
+    Format(#[from] dr_syncer_wire::Error),
     /// The listener could not be opened or failed.
     #[error("cannot listen on {address}: {source}")]
     Listen {
@@ -68,9 +40,7 @@ impl Error {
     pub fn reason(&self) -> &'static str {
         match self {
             Error::Read { .. } => "ReadFailed",
-            Error::Key { .. } | Error::KeyText { .. } => "InvalidKey",
-            Error::KeyAlgorithm { .. } => "UnsupportedKeyAlgorithm",
-            Error::Policy { .. } => "InvalidPolicy",
+            Error::Format(e) => e.reason(),
             Error::Listen { .. } => "ListenFailed",
             Error::Server { .. } => "ServerFailed",
         }

@@ -11,11 +11,10 @@ use russh::keys::PrivateKey;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
-use crate::error::Error;
-use crate::keys;
+use dr_syncer_wire::keys::{self, HOST_KEY_GENERATED};
 
-/// Log message whose field `public_key` is the generated host key the clients pin.
-pub const HOST_KEY_GENERATED: &str = "host key generated";
+use crate::error::Error;
+
 /// How often a generated host key's public half is logged again. A reader finds it in the first part of any log
 /// file the kubelet keeps unless the process logs more than that part in this time.
 pub const ANNOUNCE_EVERY: Duration = Duration::from_secs(300);

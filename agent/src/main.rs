@@ -12,12 +12,13 @@ use dr_syncer_agent::bastion::Bastion;
 use dr_syncer_agent::copy::{self, CopyJob, Verify};
 use dr_syncer_agent::listen::{self, Limits, Service};
 use dr_syncer_agent::metrics::{AgentMetrics, serve_http};
-use dr_syncer_agent::policy::Policy;
 use dr_syncer_agent::policy_secret::{Nodes, PolicySecret, watch_secret};
 use dr_syncer_agent::reload::{PolicyFiles, watch_files};
 use dr_syncer_agent::serve::RsyncServer;
+use dr_syncer_agent::ssh;
 use dr_syncer_agent::targets::{Network, TargetRules};
-use dr_syncer_agent::{keys, ssh};
+use dr_syncer_wire::keys;
+use dr_syncer_wire::policy::Policy;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
@@ -182,11 +183,11 @@ enum Command {
     Probe {
         /// A host key the agent of a node may present, as NODE=KEY (`n1=ssh-ed25519 AAAA…`), or `*=KEY` for a key any
         /// target may present (agents behind a Service); repeated.
-        #[arg(long = "host-key", required = true, value_parser = dr_syncer_agent::probe::KnownKey::parse)]
-        host_keys: Vec<dr_syncer_agent::probe::KnownKey>,
+        #[arg(long = "host-key", required = true, value_parser = dr_syncer_wire::probe::KnownKey::parse)]
+        host_keys: Vec<dr_syncer_wire::probe::KnownKey>,
         /// An agent to check, as NODE=HOST:PORT; repeated.
-        #[arg(long = "target", required = true, value_parser = dr_syncer_agent::probe::Target::parse)]
-        targets: Vec<dr_syncer_agent::probe::Target>,
+        #[arg(long = "target", required = true, value_parser = dr_syncer_wire::probe::Target::parse)]
+        targets: Vec<dr_syncer_wire::probe::Target>,
         /// Time allowed for each handshake.
         #[arg(long, default_value = "10s", value_parser = humantime_duration)]
         timeout: Duration,

@@ -20,7 +20,7 @@ use tracing::{error, info, warn};
 
 use crate::error::Error;
 use crate::metrics::AgentMetrics;
-use crate::policy::{AuthorizedSet, Policy, TargetSet};
+use dr_syncer_wire::policy::{AuthorizedSet, Policy, TargetSet};
 
 /// Parses the policy of `node` (of every node with [`Nodes::All`]) from a Secret's data; missing keys mean
 /// "nobody" and "nowhere". Also returns the raw bytes it was built from, to skip reloads of identical content.
@@ -58,7 +58,8 @@ fn parse_or_default<T: serde::de::DeserializeOwned + Default>(raw: &[u8], what: 
     if raw.is_empty() {
         return Ok(T::default());
     }
-    serde_json::from_slice(raw).map_err(|e| Error::Policy { what: what.to_string(), message: e.to_string() })
+    serde_json::from_slice(raw)
+        .map_err(|e| Error::from(dr_syncer_wire::Error::Policy { what: what.to_string(), message: e.to_string() }))
 }
 
 /// Where the policy Secret is and which node's targets to read.
@@ -134,7 +135,7 @@ mod tests {
 
     #[test]
     fn policy_from_data_reads_only_this_nodes_targets_when_several_nodes_are_listed() {
-        let key = crate::keys::generate("m").unwrap().public_openssh;
+        let key = dr_syncer_wire::keys::generate("m").unwrap().public_openssh;
         let authorized = format!(r#"{{"mappings":{{"m":{{"keys":[{{"publicKey":"{key}"}}]}}}}}}"#);
         let d = data(&[
             (POLICY_AUTHORIZED_KEY, &authorized),
@@ -142,7 +143,7 @@ mod tests {
             ("targets.node-b.json", r#"{"targets":{"m":["10.0.1.9:2022"]}}"#),
         ]);
         let (policy, _) = policy_from_data(&d, &Nodes::One("node-a".into())).unwrap();
-        let public = crate::keys::public_from_openssh(&key, "k").unwrap();
+        let public = dr_syncer_wire::keys::public_from_openssh(&key, "k").unwrap();
         let who = policy.identify(&public, jiff::Timestamp::now()).unwrap();
         assert!(policy.target(&who, "10.0.0.5", 2022).is_ok());
         assert!(policy.target(&who, "10.0.1.9", 2022).is_err(), "another node's pod");

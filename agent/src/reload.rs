@@ -12,7 +12,7 @@ use tracing::{error, info};
 
 use crate::error::Error;
 use crate::metrics::AgentMetrics;
-use crate::policy::{AuthorizedSet, Policy, TargetSet};
+use dr_syncer_wire::policy::{AuthorizedSet, Policy, TargetSet};
 
 /// Where the bastion's policy comes from.
 #[derive(Clone, Debug)]
@@ -40,7 +40,9 @@ fn read(path: &Path) -> Result<Vec<u8>, Error> {
 }
 
 fn parse<T: serde::de::DeserializeOwned>(text: &[u8], path: &Path) -> Result<T, Error> {
-    serde_json::from_slice(text).map_err(|e| Error::Policy { what: path.display().to_string(), message: e.to_string() })
+    serde_json::from_slice(text).map_err(|e| {
+        Error::from(dr_syncer_wire::Error::Policy { what: path.display().to_string(), message: e.to_string() })
+    })
 }
 
 /// Re-reads `files` every `every` until `stop`, publishing each changed, valid policy on `sender`.

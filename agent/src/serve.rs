@@ -1,5 +1,5 @@
 //! `dr-syncer-agent serve`: the SSH server of a short-lived source rsync pod. It accepts only the mapping's keys and
-//! one session running one rsync sender command for the volume root (checked by [`crate::rsync_args`]), then runs
+//! one session running one rsync sender command for the volume root (checked by `dr_syncer_wire::rsync_args`), then runs
 //! the real `rsync --server --sender` with the rebuilt arguments — no shell — and relays its stdin, stdout, stderr
 //! and exit status. One session channel per connection, one command on it. Everything else is refused, logged and
 //! counted.
@@ -16,11 +16,11 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::process::Command;
 use tracing::{debug, info, warn};
 
-use crate::keys;
 use crate::listen::{Gate, Service};
 use crate::metrics::AgentMetrics;
-use crate::policy::Refusal;
-use crate::rsync_args::{self, SenderCommand};
+use dr_syncer_wire::keys;
+use dr_syncer_wire::policy::Refusal;
+use dr_syncer_wire::rsync_args::{self, SenderCommand};
 
 /// Exit status reported when rsync could not be started or was killed by a signal.
 const EXIT_FAILED: u32 = 255;

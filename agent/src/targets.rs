@@ -6,7 +6,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use crate::policy::Refusal;
+use dr_syncer_wire::policy::Refusal;
 
 /// A network in CIDR notation: `10.244.0.0/16`, `fd00:10:244::/56`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

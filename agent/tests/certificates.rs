@@ -12,8 +12,8 @@ use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use common::Lab;
-use dr_syncer_agent::keys::{KeyPair, certify, generate, private_from_openssh, public_from_openssh};
-use dr_syncer_agent::policy::{AuthorizedSet, TargetSet};
+use dr_syncer_wire::keys::{KeyPair, certify, generate, private_from_openssh, public_from_openssh};
+use dr_syncer_wire::policy::{AuthorizedSet, TargetSet};
 
 /// A client key with a certificate of `authority` for `principals`, valid `validity` seconds around now, written as
 /// `<name>` and `<name>-cert.pub` in the lab's directory; returns the OpenSSH configuration using them.

@@ -7,9 +7,9 @@ mod common;
 use std::time::Duration;
 
 use common::Lab;
-use dr_syncer_agent::keys::generate;
-use dr_syncer_agent::progress::Report;
 use dr_syncer_testlab::tree;
+use dr_syncer_wire::keys::generate;
+use dr_syncer_wire::progress::Report;
 
 #[test]
 fn pull_copies_the_tree_exactly_and_converges_when_the_source_changes() {
@@ -235,7 +235,7 @@ fn bastion_closes_a_connection_when_its_key_leaves_the_policy() {
 fn bastion_closes_a_connection_when_its_key_passes_not_after() {
     let lab = Lab::start("expire");
     let shop = std::fs::read_to_string(lab.dir.join("id_shop")).unwrap();
-    let public = dr_syncer_agent::keys::private_from_openssh(&shop, "shop").unwrap().public_key().to_openssh().unwrap();
+    let public = dr_syncer_wire::keys::private_from_openssh(&shop, "shop").unwrap().public_key().to_openssh().unwrap();
     let end = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(4);
     let reloads = || common::counter(&lab.metrics_text(), "dr_syncer_agent_policy_reloads_total", "ok");
     let before = reloads();

@@ -4,12 +4,12 @@
 //! strings of the data-path review as seeds; none may panic, and what passes must be safe to use.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use dr_syncer_agent::address::Host;
-use dr_syncer_agent::keys::{generate, public_from_openssh};
-use dr_syncer_agent::policy::{AuthorizedSet, Policy, TargetSet};
-use dr_syncer_agent::progress::{Report, Stats, parse_progress, skipped_deletions};
-use dr_syncer_agent::rsync_args::parse_sender;
 use dr_syncer_agent::sample::sample_filter;
+use dr_syncer_wire::address::Host;
+use dr_syncer_wire::keys::{generate, public_from_openssh};
+use dr_syncer_wire::policy::{AuthorizedSet, Policy, TargetSet};
+use dr_syncer_wire::progress::{Report, Stats, parse_progress, skipped_deletions};
+use dr_syncer_wire::rsync_args::parse_sender;
 use proptest::prelude::*;
 
 /// Attack strings from the review: line breaks and directives in addresses, filter rules in file names, shell and

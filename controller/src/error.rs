@@ -102,7 +102,7 @@ pub enum Error {
         what: String,
         /// What was wrong with it.
         #[source]
-        source: dr_syncer_agent::error::Error,
+        source: dr_syncer_wire::Error,
     },
     /// Logging could not be set up.
     #[error("cannot set up logging: {message}")]

@@ -11,13 +11,13 @@ mod common;
 use std::time::Duration;
 
 use common::{Env, data, remote_cluster};
-use dr_syncer_agent::keys;
 use dr_syncer_api::agent::{
     AGENT_NAME, AGENT_NAMESPACE, AGENT_POLICY_SECRET, POLICY_AUTHORIZED_KEY, policy_targets_key,
 };
 use dr_syncer_api::constants::LABEL_KEY_TYPE;
 use dr_syncer_api::remote_cluster::PvcSyncStatus;
 use dr_syncer_testlab::eventually_async;
+use dr_syncer_wire::keys;
 use k8s_openapi::api::apps::v1::DaemonSet;
 use k8s_openapi::api::core::v1::{Pod, Secret};
 use kube::Api;

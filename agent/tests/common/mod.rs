@@ -8,9 +8,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use dr_syncer_agent::keys::{KeyPair, generate};
-use dr_syncer_agent::policy::{AuthorizedSet, TargetSet};
 use dr_syncer_testlab::process::Process;
+use dr_syncer_wire::keys::{KeyPair, generate};
+use dr_syncer_wire::policy::{AuthorizedSet, TargetSet};
 
 const AGENT: &str = env!("CARGO_BIN_EXE_dr-syncer-agent");
 const STARTUP: Duration = Duration::from_secs(20);

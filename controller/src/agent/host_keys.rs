@@ -5,10 +5,10 @@
 
 use std::time::Duration;
 
-use dr_syncer_agent::host_key::HOST_KEY_GENERATED;
 use dr_syncer_api::RemoteCluster;
 use dr_syncer_api::agent::{AGENT_NAME, AGENT_NAMESPACE, LABEL_APP};
 use dr_syncer_api::constants::{ANNOTATION_HOST_KEYS_ROTATED, ANNOTATION_ROTATE_SSH_KEY, LABEL_KEY_TYPE};
+use dr_syncer_wire::keys::HOST_KEY_GENERATED;
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::DaemonSet;
 use k8s_openapi::api::core::v1::{Pod, Secret};
@@ -51,7 +51,7 @@ pub fn key_from_log(log: &str) -> Option<String> {
         if fields.get("message")?.as_str()? != HOST_KEY_GENERATED {
             return None;
         }
-        let mut key = dr_syncer_agent::keys::public_from_openssh(fields.get("public_key")?.as_str()?, "").ok()?;
+        let mut key = dr_syncer_wire::keys::public_from_openssh(fields.get("public_key")?.as_str()?, "").ok()?;
         key.set_comment("");
         key.to_openssh().ok()
     })
@@ -205,8 +205,8 @@ mod tests {
     /// Only the agent's own announcement gives the key; a client's logged text cannot forge one.
     #[test]
     fn key_from_log_takes_the_announcement_when_clients_log_lines_too() {
-        let real = dr_syncer_agent::keys::generate("real").unwrap().public_openssh;
-        let forged = dr_syncer_agent::keys::generate("forged").unwrap().public_openssh;
+        let real = dr_syncer_wire::keys::generate("real").unwrap().public_openssh;
+        let forged = dr_syncer_wire::keys::generate("forged").unwrap().public_openssh;
         let forged_line = serde_json::json!({"fields": {"message": "refused: \"x\"",
             "command": format!("\n{}", line(HOST_KEY_GENERATED, &forged))}})
         .to_string();

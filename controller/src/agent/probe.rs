@@ -7,12 +7,12 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use dr_syncer_agent::probe::{KnownKey, ProbeResult, Target};
 use dr_syncer_api::agent::{AGENT_BINARY, AGENT_NAME, AGENT_NAMESPACE, AGENT_USER_ID, LABEL_APP};
 use dr_syncer_api::cluster_mapping::{ConnectionDetail, ConnectionStatus};
 use dr_syncer_api::constants::{
     LABEL_DATA_ROLE, LABEL_MANAGED_BY, LABEL_MAPPING, LABEL_MAPPING_NAMESPACE, MANAGED_BY_VALUE,
 };
+use dr_syncer_wire::probe::{KnownKey, ProbeResult, Target};
 use k8s_openapi::api::core::v1::{Namespace, Pod};
 use kube::Client;
 use kube::api::{Api, DeleteParams, ListParams, LogParams, PostParams};
@@ -170,7 +170,7 @@ pub async fn check(c: &Check<'_>, cache: &ProbeCache) -> Result<ConnectionStatus
             // Behind a Service any agent may answer a target; otherwise only the node's own.
             Ok(k) => known.push(KnownKey {
                 node: (!c.access.service).then(|| k.node.clone()),
-                key: dr_syncer_agent::keys::public_from_openssh(&k.key, "agent host key").map_err(|e| e.to_string())?,
+                key: dr_syncer_wire::keys::public_from_openssh(&k.key, "agent host key").map_err(|e| e.to_string())?,
             }),
             Err(failure) => {
                 tracing::warn!(reason = failure.reason, message = %failure.message, "agent host key not read");
@@ -318,10 +318,10 @@ mod tests {
 
     #[test]
     fn probe_pod_runs_unprivileged_without_token_and_names_every_target() {
-        let host = dr_syncer_agent::address::Host::parse("10.0.0.1", false).unwrap();
+        let host = dr_syncer_wire::address::Host::parse("10.0.0.1", false).unwrap();
         let targets = [Target { node: "n1".into(), host, port: 2222 }];
-        let key = dr_syncer_agent::keys::generate("agent").unwrap();
-        let public = dr_syncer_agent::keys::public_from_openssh(&key.public_openssh, "k").unwrap();
+        let key = dr_syncer_wire::keys::generate("agent").unwrap();
+        let public = dr_syncer_wire::keys::public_from_openssh(&key.public_openssh, "k").unwrap();
         let known = [KnownKey { node: Some("n1".into()), key: public }];
         let pod = probe_pod("p", ("ops", "pair"), "img:1", &known, &targets);
         let spec = pod.spec.unwrap();

@@ -1,8 +1,8 @@
 //! Why a PVC copy failed, and whether trying again can help. Classification is pure: it reads the copy pod's final
 //! report (rsync's exit code and the tail of what rsync and ssh printed).
 
-use dr_syncer_agent::copy::{EXIT_DELETE_GUARD, EXIT_VERIFY_FAILED};
-use dr_syncer_agent::progress::Report;
+use dr_syncer_wire::progress::Report;
+use dr_syncer_wire::progress::{EXIT_DELETE_GUARD, EXIT_VERIFY_FAILED};
 
 /// A failed copy attempt.
 #[derive(Clone, Debug, PartialEq, Eq)]

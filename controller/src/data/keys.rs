@@ -4,9 +4,9 @@
 //! new controller process. A previous authority stays accepted while copies that may use it run — at most the copy
 //! timeout — and is dropped as soon as none does. The decisions here are pure.
 
-use dr_syncer_agent::keys::KeyPair;
-use dr_syncer_agent::policy::AuthorizedKey;
 use dr_syncer_api::namespace_mapping::{ClientKeyStatus, RetiringKey};
+use dr_syncer_wire::keys::KeyPair;
+use dr_syncer_wire::policy::AuthorizedKey;
 use jiff::{SignedDuration, Timestamp};
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
@@ -159,7 +159,7 @@ pub fn status(key: &StoredKey, interval: SignedDuration) -> ClientKeyStatus {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use dr_syncer_agent::keys::generate;
+    use dr_syncer_wire::keys::generate;
 
     fn at(seconds: i64) -> Timestamp {
         Timestamp::from_second(1_800_000_000 + seconds).unwrap()

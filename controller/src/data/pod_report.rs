@@ -3,7 +3,7 @@
 //! (bounded lines, progress reports only) and the copy's result from its container's termination message, checked
 //! against its exit code.
 
-use dr_syncer_agent::progress::Report;
+use dr_syncer_wire::progress::Report;
 use futures::AsyncReadExt;
 use k8s_openapi::api::core::v1::Pod;
 

@@ -59,7 +59,7 @@ async fn read_progress_takes_only_progress_and_bounds_lines_when_the_log_is_host
         message: String::new(),
     };
     let real = Report::Progress { bytes: 5, percent: 50, rate: "1.00MB/s".into(), files: 1 };
-    let long = format!("{}{}\n", dr_syncer_agent::progress::REPORT_PREFIX, "x".repeat(1 << 20));
+    let long = format!("{}{}\n", dr_syncer_wire::progress::REPORT_PREFIX, "x".repeat(1 << 20));
     let log = format!("{}\n{long}{}\nplain\n", forged.to_line(), real.to_line());
     let seen = std::sync::Mutex::new(Vec::new());
     read_progress(futures::io::Cursor::new(log.into_bytes()), &|r: &Report| seen.lock().unwrap().push(r.clone())).await;

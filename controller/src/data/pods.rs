@@ -6,8 +6,6 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::time::Duration;
 
-use dr_syncer_agent::address::Host;
-use dr_syncer_agent::rsync_args::check_client_option;
 use dr_syncer_api::agent::{AGENT_BINARY, RSYNC_POD_PORT};
 use dr_syncer_api::common::VerificationMode;
 use dr_syncer_api::constants::{
@@ -15,6 +13,8 @@ use dr_syncer_api::constants::{
     MANAGED_BY_VALUE,
 };
 use dr_syncer_api::namespace_mapping::DataSyncConfig;
+use dr_syncer_wire::address::Host;
+use dr_syncer_wire::rsync_args::check_client_option;
 use k8s_openapi::ByteString;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Pod, Secret};
@@ -241,7 +241,7 @@ pub fn ssh_config(pod_ip: IpAddr, agent: (&Host, u16)) -> String {
 /// known_hosts pinning the agent's host key (each agent that may answer, when a Service picks one) and the source
 /// pod's (public `authorized_keys`-style lines). Each key is parsed and written back without its comment, so a
 /// malformed line is refused, never pasted.
-pub fn known_hosts(agent_host_keys: &[&str], pod_host_key: &str) -> Result<String, dr_syncer_agent::error::Error> {
+pub fn known_hosts(agent_host_keys: &[&str], pod_host_key: &str) -> Result<String, dr_syncer_wire::Error> {
     let mut text = String::new();
     for key in agent_host_keys {
         text.push_str(&format!("{AGENT_ALIAS} {}\n", key_only(key, "an agent's host key")?));
@@ -250,10 +250,10 @@ pub fn known_hosts(agent_host_keys: &[&str], pod_host_key: &str) -> Result<Strin
     Ok(format!("{text}{POD_ALIAS} {pod}\n"))
 }
 
-fn key_only(line: &str, what: &str) -> Result<String, dr_syncer_agent::error::Error> {
-    let mut key = dr_syncer_agent::keys::public_from_openssh(line, what)?;
+fn key_only(line: &str, what: &str) -> Result<String, dr_syncer_wire::Error> {
+    let mut key = dr_syncer_wire::keys::public_from_openssh(line, what)?;
     key.set_comment("");
-    key.to_openssh().map_err(|source| dr_syncer_agent::error::Error::Key { what: what.to_string(), source })
+    key.to_openssh().map_err(|source| dr_syncer_wire::Error::Key { what: what.to_string(), source })
 }
 
 /// The DR copy Job: one pod, no retries of its own (the controller retries), root with the capabilities that

@@ -85,11 +85,11 @@ fn rsync_options_refuse_what_is_not_allowed_when_listed() {
 
 #[test]
 fn ssh_files_pin_both_host_keys_by_alias_when_written() {
-    let agent = dr_syncer_agent::address::Host::parse("10.250.0.11", false).unwrap();
+    let agent = dr_syncer_wire::address::Host::parse("10.250.0.11", false).unwrap();
     let config = ssh_config("10.97.0.9".parse().unwrap(), (&agent, 2222));
     assert!(config.contains("StrictHostKeyChecking yes") && !config.contains("StrictHostKeyChecking no"));
     assert!(config.contains("HostName 10.97.0.9") && config.contains("ProxyJump agent"));
-    let generate = |c: &str| dr_syncer_agent::keys::generate(c).unwrap().public_openssh;
+    let generate = |c: &str| dr_syncer_wire::keys::generate(c).unwrap().public_openssh;
     let (a, b, p) = (generate("agent@x"), generate("agent@y"), generate("p"));
     let strip = |line: &str| line.rsplit_once(' ').unwrap().0.to_string();
     let known = known_hosts(&[&a], &p).unwrap();
@@ -104,7 +104,7 @@ fn ssh_files_pin_both_host_keys_by_alias_when_written() {
 /// A host key line that carries a second line (a directive or another host) is refused, never pasted.
 #[test]
 fn known_hosts_refuses_a_key_line_when_it_carries_more_than_a_key() {
-    let key = dr_syncer_agent::keys::generate("k").unwrap().public_openssh;
+    let key = dr_syncer_wire::keys::generate("k").unwrap().public_openssh;
     for bad in [format!("{key}\n* ssh-ed25519 AAAAother"), "ssh-ed25519 AAAA@cert-authority".to_string(), String::new()]
     {
         assert!(known_hosts(&[&bad], &key).is_err(), "{bad:?}");

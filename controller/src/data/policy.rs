@@ -7,11 +7,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use dr_syncer_agent::policy::{AuthorizedKey, AuthorizedSet, MappingKeys, TargetSet};
 use dr_syncer_api::NamespaceMapping;
 use dr_syncer_api::agent::{
     AGENT_NAMESPACE, AGENT_POLICY_SECRET, POLICY_AUTHORIZED_KEY, policy_targets_key, policy_targets_node,
 };
+use dr_syncer_wire::policy::{AuthorizedKey, AuthorizedSet, MappingKeys, TargetSet};
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 use kube::ResourceExt;

@@ -4,9 +4,9 @@
 
 use std::time::{Duration, Instant};
 
-use dr_syncer_agent::progress::Report;
 use dr_syncer_api::common::VerificationMode;
 use dr_syncer_api::namespace_mapping::{DataProgress, PvcDataPhase, PvcDataStatus};
+use dr_syncer_wire::progress::Report;
 use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::api::core::v1::PersistentVolumeClaim;
 use kube::api::Api;

@@ -50,7 +50,7 @@ pub(super) async fn ensure_key(
     let last = in_status.map_or(0, |k| k.generation).max(data.snapshot().key.map_or(0, |k| k.generation));
     let comment = |generation: i64| format!("dr-syncer-ca:{}:{generation}", request.key());
     let generate = |generation| {
-        dr_syncer_agent::keys::generate(&comment(generation)).map_err(|e| Failure::transient("KeyError", e.to_string()))
+        dr_syncer_wire::keys::generate(&comment(generation)).map_err(|e| Failure::transient("KeyError", e.to_string()))
     };
     let key = match (&action, held.take()) {
         (KeyAction::Keep, Some(mut key)) => {

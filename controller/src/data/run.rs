@@ -4,10 +4,10 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use dr_syncer_agent::address::Host;
-use dr_syncer_agent::progress::Report;
 use dr_syncer_api::agent::{AGENT_NAME, AGENT_NAMESPACE, RSYNC_POD_PORT};
 use dr_syncer_api::constants::LABEL_DATA_ROLE;
+use dr_syncer_wire::address::Host;
+use dr_syncer_wire::progress::Report;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Node, PersistentVolumeClaim, Pod, Secret, Service};
 use kube::ResourceExt;
@@ -133,7 +133,7 @@ async fn run(
     let t = ctx.api_timeout;
     let post = PostParams::default();
     // The credential of this copy only: a key made now, certified below for the rsync pod's address alone.
-    let copy_key = dr_syncer_agent::keys::generate(&format!("dr-syncer-copy:{}:{}", ctx.mapping_id, input.sync_id))
+    let copy_key = dr_syncer_wire::keys::generate(&format!("dr-syncer-copy:{}:{}", ctx.mapping_id, input.sync_id))
         .map_err(|e| Failure::transient("KeyError", e.to_string()))?;
     // Source rsync pod; it makes its host key itself, in memory, and logs only the public half.
     let pods_api: Api<Pod> = Api::namespaced(ctx.source.clone(), &input.source_namespace);
@@ -198,19 +198,19 @@ const CLOCK_SKEW: i64 = 300;
 /// time limit (plus the pod start wait and clock slack).
 fn certify(
     authority: &StoredKey,
-    copy_key: &dr_syncer_agent::keys::KeyPair,
+    copy_key: &dr_syncer_wire::keys::KeyPair,
     input: &CopyInput,
     address: SocketAddr,
 ) -> Result<String, Failure> {
-    let fail = |e: dr_syncer_agent::error::Error| Failure::transient("KeyError", e.to_string());
-    let ca = dr_syncer_agent::keys::private_from_openssh(&authority.private_openssh, "certificate authority")
+    let fail = |e: dr_syncer_wire::Error| Failure::transient("KeyError", e.to_string());
+    let ca = dr_syncer_wire::keys::private_from_openssh(&authority.private_openssh, "certificate authority")
         .map_err(fail)?;
-    let public = dr_syncer_agent::keys::public_from_openssh(&copy_key.public_openssh, "copy key").map_err(fail)?;
+    let public = dr_syncer_wire::keys::public_from_openssh(&copy_key.public_openssh, "copy key").map_err(fail)?;
     let now = jiff::Timestamp::now().as_second();
     let lasts = i64::try_from((input.timeout + START_WAIT).as_secs()).unwrap_or(i64::MAX / 2);
     let validity = ((now - CLOCK_SKEW).max(0) as u64, now.saturating_add(lasts + CLOCK_SKEW) as u64);
     let key_id = format!("{}/{}:{}:{}", input.mapping.0, input.mapping.1, input.pvc, input.sync_id);
-    dr_syncer_agent::keys::certify(&ca, &public, &key_id, &[address.to_string()], validity).map_err(fail)
+    dr_syncer_wire::keys::certify(&ca, &public, &key_id, &[address.to_string()], validity).map_err(fail)
 }
 
 /// The node the PVC is attached to: that of a running or starting pod (not ours) that mounts it.

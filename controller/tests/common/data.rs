@@ -5,12 +5,12 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use dr_syncer_agent::keys;
 use dr_syncer_api::agent::{AGENT_NAME, AGENT_NAMESPACE, AGENT_POLICY_SECRET, LABEL_APP};
 use dr_syncer_api::constants::LABEL_DATA_ROLE;
 use dr_syncer_api::namespace_mapping::{PvcDataPhase, PvcDataStatus};
 use dr_syncer_controller::agent::host_keys;
 use dr_syncer_testlab::eventually_async;
+use dr_syncer_wire::keys;
 use k8s_openapi::api::apps::v1::DaemonSet;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Node, PersistentVolume, PersistentVolumeClaim, Pod, Secret};

@@ -7,6 +7,9 @@ use zeroize::Zeroizing;
 
 use crate::error::Error;
 
+/// Log message of an agent whose field `public_key` is the host key it generated, which the clients pin.
+pub const HOST_KEY_GENERATED: &str = "host key generated";
+
 /// A freshly generated or loaded key pair in OpenSSH text form.
 #[derive(Clone)]
 pub struct KeyPair {

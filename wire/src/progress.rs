@@ -40,6 +40,12 @@ pub enum Report {
 
 /// Exit code of `dr-syncer-agent copy` when rsync could not be started or was killed.
 pub const EXIT_NOT_RUN: i32 = 102;
+/// Exit code of `dr-syncer-agent copy` when the verification after the copy failed (outside rsync's own codes).
+pub const EXIT_VERIFY_FAILED: i32 = 100;
+/// Exit code of `dr-syncer-agent copy` when the result could not be written to `--result-file`.
+pub const EXIT_NO_RESULT: i32 = 101;
+/// Exit code of `dr-syncer-agent copy` when the deletion guard held back the copy's deletions.
+pub const EXIT_DELETE_GUARD: i32 = 103;
 
 /// Prefix of every report line, so other log lines are never mistaken for one.
 pub const REPORT_PREFIX: &str = "dr-syncer-report ";
