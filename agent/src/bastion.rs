@@ -30,7 +30,7 @@ const RELAY_BUFFER: usize = 64 << 10;
 pub struct Bastion {
     /// Current policy; replaced as a whole when the authorized set or the targets change.
     pub policy: watch::Receiver<Arc<Policy>>,
-    /// Counters.
+    /// The agent's metrics (connections, refusals by reason, bytes relayed).
     pub metrics: AgentMetrics,
     /// Addresses relayed to at all (the rsync port, pod addresses), whatever the policy lists.
     pub rules: Arc<TargetRules>,

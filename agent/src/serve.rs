@@ -34,7 +34,7 @@ pub struct RsyncServer {
     pub root: PathBuf,
     /// The rsync program.
     pub rsync: PathBuf,
-    /// Counters.
+    /// The agent's metrics (connections, refusals by reason, bytes relayed).
     pub metrics: AgentMetrics,
 }
 

@@ -96,7 +96,7 @@ pub fn skipped_deletions(line: &str) -> Option<u64> {
 pub struct ProgressLine {
     /// Bytes handled so far.
     pub bytes: u64,
-    /// Percent.
+    /// Share of the transfer done, as rsync estimates it (0–100).
     pub percent: u8,
     /// Rate as printed.
     pub rate: String,

@@ -210,7 +210,7 @@ pub struct RetryStatus {
 pub struct LastError {
     /// What went wrong.
     pub message: String,
-    /// When.
+    /// When it went wrong.
     pub time: Time,
     /// The object involved, as `Kind/name`, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -310,16 +310,17 @@ pub struct AgentHealthCheck {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RsyncDaemonSetSpec {
-    /// Ignored.
+    /// Not supported: copies run in short-lived rsync pods per PVC, reached through the agents. Setting any field of
+    /// this block makes condition `FieldsSupported` False (reason `UnsupportedField`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub enabled: Option<bool>,
-    /// Ignored.
+    /// Not supported: the rsync pods run the agent image (`spec.pvcSync.image`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image: Option<String>,
-    /// Ignored.
+    /// Not supported: the agents always run in namespace `dr-syncer`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub namespace: Option<String>,
-    /// Ignored.
+    /// Not supported: each copy gets a credential of its own, no Secret holds one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ssh_secret_name: Option<String>,
 }

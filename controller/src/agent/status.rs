@@ -25,9 +25,9 @@ pub enum AgentOutcome {
     },
     /// They could not be installed.
     Failed {
-        /// Short reason.
+        /// Short CamelCase reason, for the condition and the event.
         reason: String,
-        /// Detail.
+        /// What failed, for the condition message.
         message: String,
     },
 }

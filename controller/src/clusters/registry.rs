@@ -49,7 +49,7 @@ pub enum ClusterError {
         namespace: String,
         /// Secret name.
         name: String,
-        /// Why.
+        /// What the API server answered.
         message: String,
     },
     /// The Secret is in another namespace that does not allow references from the RemoteCluster's.

@@ -107,7 +107,7 @@ type Slots = HashMap<String, (usize, Arc<Semaphore>)>;
 pub struct DataSync {
     /// This process's identity in the PVC Leases.
     pub identity: String,
-    /// Metrics.
+    /// The data-sync metrics (copies running and queued, bytes, failures by reason, PVC age).
     pub metrics: DataMetrics,
     mappings: Arc<Mutex<HashMap<String, Arc<MappingData>>>>,
     /// Per source cluster (`pvcSync.concurrency`).

@@ -83,7 +83,7 @@ pub struct Inputs<'a> {
     pub requested: Option<SyncReason>,
     /// A PVC data sync of the mapping runs in this process.
     pub data_running: bool,
-    /// Now.
+    /// The time the decision is made for (the caller's clock, so the decision is pure and testable).
     pub now: Timestamp,
 }
 

@@ -53,9 +53,9 @@ pub struct Context {
     pub registry: Registry,
     /// Event publisher.
     pub events: Events,
-    /// Metrics.
+    /// The controller's metrics (syncs, objects, watches, cluster health).
     pub metrics: ControllerMetrics,
-    /// Tunables.
+    /// Timeouts, intervals and limits from the command line.
     pub settings: Settings,
     /// Initial-list state of every watch, for `/readyz`.
     pub caches: crate::caches::Caches,

@@ -44,16 +44,16 @@ pub const UNHEALTHY: &str = "Unhealthy";
 pub enum Outcome {
     /// The kubeconfig Secret or key is missing or unreadable.
     SecretUnavailable {
-        /// Reason.
+        /// Short CamelCase reason, for the condition and the event.
         reason: String,
-        /// Detail.
+        /// What is wrong, for the condition message.
         message: String,
     },
     /// The kubeconfig is unusable.
     KubeconfigInvalid {
-        /// Reason.
+        /// Short CamelCase reason, for the condition and the event.
         reason: String,
-        /// Detail.
+        /// What is wrong, for the condition message.
         message: String,
     },
     /// The client was built and the API server probed.

@@ -97,7 +97,7 @@ pub const BUILTIN_GROUPS: &[&str] = &[
 pub struct ServedResource {
     /// API group.
     pub group: String,
-    /// Kind.
+    /// Kind, as the API serves it (`Deployment`).
     pub kind: String,
     /// Plural resource name.
     pub plural: String,
@@ -121,7 +121,7 @@ pub struct SelectedKind {
     pub order: usize,
     /// API group.
     pub group: String,
-    /// Kind.
+    /// Kind, as the API serves it (`Deployment`).
     pub kind: String,
     /// Plural resource name.
     pub plural: String,

@@ -56,14 +56,14 @@ pub enum Change {
     Upserted {
         /// Namespace ("" for cluster-scoped kinds).
         namespace: String,
-        /// Name.
+        /// The object's name, read again from the API server when it is synced.
         name: String,
     },
     /// The object was deleted.
     Deleted {
         /// Namespace ("" for cluster-scoped kinds).
         namespace: String,
-        /// Name.
+        /// The object's name, read again from the API server when it is synced.
         name: String,
     },
     /// The watch works again after an interruption (listed everything again, or resumed): events may have been

@@ -51,7 +51,7 @@ pub(super) enum Written {
     Applied(Option<String>),
     /// Left as it is (immutable-field change under NoChange).
     Immutable(ObjectProblem),
-    /// Failed.
+    /// The write failed; the error says why and whether a retry may help.
     Failed(CallError),
 }
 
