@@ -62,76 +62,78 @@ async fn replace(env: &Env, ns: &str, api_version: &str, kind: &str, obj: &Value
 /// every change (`sts <uid> replicas <n>`), the start of its deletion (`sts <uid> deleting`) and each of its pods
 /// gone (`pod <uid> gone`). Stops when dropped.
 struct DrainRecorder {
-    log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    log: Log,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+type Log = std::sync::Arc<std::sync::Mutex<Vec<String>>>;
+
+/// Watches `api` and appends what `describe` makes of each event to `log` (watch errors too; the watch resumes by
+/// itself); signals `ready` once the initial list is done.
+fn record<K>(
+    api: kube::Api<K>,
+    config: kube::runtime::watcher::Config,
+    log: Log,
+    ready: tokio::sync::mpsc::Sender<()>,
+    describe: fn(&kube::runtime::watcher::Event<K>) -> Vec<String>,
+) -> tokio::task::JoinHandle<()>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + 'static,
+    K::DynamicType: Default,
+{
+    use futures::StreamExt;
+    use kube::runtime::WatchStreamExt;
+    use kube::runtime::watcher::{self, Event};
+    tokio::spawn(async move {
+        let mut events = watcher::watcher(api, config.timeout(WATCH_SECONDS)).default_backoff().boxed();
+        while let Some(event) = events.next().await {
+            match event {
+                Ok(Event::InitDone) => {
+                    let _ = ready.send(()).await;
+                }
+                Ok(event) => log.lock().unwrap().extend(describe(&event)),
+                Err(e) => log.lock().unwrap().push(format!("watch error: {e}")),
+            }
+        }
+    })
 }
 
 impl DrainRecorder {
     async fn start(client: &kube::Client, ns: &str) -> DrainRecorder {
-        use futures::StreamExt;
         use k8s_openapi::api::{apps::v1::StatefulSet, core::v1::Pod};
-        use kube::runtime::WatchStreamExt;
-        use kube::runtime::watcher::{self, Event};
-        let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        use kube::runtime::watcher::{Config, Event};
+        let log: Log = std::sync::Arc::default();
         let (ready_tx, mut ready_rx) = tokio::sync::mpsc::channel(2);
-        let sts: kube::Api<StatefulSet> = kube::Api::namespaced(client.clone(), ns);
-        let pods: kube::Api<Pod> = kube::Api::namespaced(client.clone(), ns);
-        let (l, ready) = (log.clone(), ready_tx.clone());
-        let sts_task = tokio::spawn(async move {
-            let mut events =
-                watcher::watcher(sts, watcher::Config::default().fields("metadata.name=db").timeout(WATCH_SECONDS))
-                    .default_backoff()
-                    .boxed();
-            while let Some(event) = events.next().await {
-                let event = match event {
-                    Ok(e) => e,
-                    Err(e) => {
-                        l.lock().unwrap().push(format!("sts watch error: {e}"));
-                        continue;
-                    }
-                };
+        let sts_task = record(
+            kube::Api::<StatefulSet>::namespaced(client.clone(), ns),
+            Config::default().fields("metadata.name=db"),
+            log.clone(),
+            ready_tx.clone(),
+            |event| {
                 let (o, deleted) = match event {
-                    Event::InitDone => {
-                        let _ = ready.send(()).await;
-                        continue;
-                    }
                     Event::Apply(o) | Event::InitApply(o) => (o, false),
                     Event::Delete(o) => (o, true),
-                    Event::Init => continue,
+                    Event::Init | Event::InitDone => return vec![],
                 };
                 let uid = o.metadata.uid.clone().unwrap_or_default();
                 let replicas = o.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
-                let mut log = l.lock().unwrap();
-                log.push(format!("sts {uid} replicas {replicas}"));
+                let mut lines = vec![format!("sts {uid} replicas {replicas}")];
                 if deleted || o.metadata.deletion_timestamp.is_some() {
-                    log.push(format!("sts {uid} deleting"));
+                    lines.push(format!("sts {uid} deleting"));
                 }
-            }
-        });
-        let (l, ready) = (log.clone(), ready_tx);
-        let pod_task = tokio::spawn(async move {
-            let mut events = watcher::watcher(pods, watcher::Config::default().labels("app=db").timeout(WATCH_SECONDS))
-                .default_backoff()
-                .boxed();
-            while let Some(event) = events.next().await {
-                let event = match event {
-                    Ok(e) => e,
-                    Err(e) => {
-                        l.lock().unwrap().push(format!("pod watch error: {e}"));
-                        continue;
-                    }
-                };
-                match event {
-                    Event::InitDone => {
-                        let _ = ready.send(()).await;
-                    }
-                    Event::Delete(o) => {
-                        l.lock().unwrap().push(format!("pod {} gone", o.metadata.uid.unwrap_or_default()))
-                    }
-                    _ => {}
-                }
-            }
-        });
+                lines
+            },
+        );
+        let pod_task = record(
+            kube::Api::<Pod>::namespaced(client.clone(), ns),
+            Config::default().labels("app=db"),
+            log.clone(),
+            ready_tx,
+            |event| match event {
+                Event::Delete(o) => vec![format!("pod {} gone", o.metadata.uid.clone().unwrap_or_default())],
+                _ => vec![],
+            },
+        );
         // Both watches have listed: every later change is recorded.
         for _ in 0..2 {
             tokio::time::timeout(WAIT, ready_rx.recv()).await.expect("the drain watches list in time");
