@@ -118,22 +118,31 @@ fn ssa() -> PatchParams {
     PatchParams::apply(FIELD_MANAGER_DATA).force()
 }
 
+/// Reads the live object of `obj`, then [`apply_unless_current`].
 async fn apply<K>(client: &Client, obj: &K, timeout: Duration) -> Result<(), Error>
 where
     K: Resource<Scope = k8s_openapi::NamespaceResourceScope> + Serialize + DeserializeOwned + Clone + std::fmt::Debug,
     K::DynamicType: Default,
 {
-    let name = obj.name_any();
     let api: Api<K> = Api::namespaced(client.clone(), AGENT_NAMESPACE);
-    let kind = K::kind(&K::DynamicType::default()).to_string();
-    // Nothing to write when the object already is as planned (see `covers`): the periodic check stays read-only.
+    let (kind, name) = (K::kind(&K::DynamicType::default()).to_string(), obj.name_any());
     let live = with_timeout(format!("get {kind} {AGENT_NAMESPACE}/{name}"), timeout, api.get_opt(&name)).await?;
+    apply_unless_current(client, obj, live.as_ref(), timeout).await
+}
+
+/// Server-side applies `obj` unless `live` (the object as read just before) already is as planned (see `covers`):
+/// the periodic check of unchanged agents writes nothing.
+async fn apply_unless_current<K>(client: &Client, obj: &K, live: Option<&K>, timeout: Duration) -> Result<(), Error>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope> + Serialize + DeserializeOwned + Clone + std::fmt::Debug,
+    K::DynamicType: Default,
+{
     let json = |v: &K| serde_json::to_value(v).unwrap_or_default();
-    if let Some(live) = live
-        && super::covers::covers(&json(&live), &json(obj))
-    {
+    if live.is_some_and(|live| super::covers::covers(&json(live), &json(obj))) {
         return Ok(());
     }
+    let api: Api<K> = Api::namespaced(client.clone(), AGENT_NAMESPACE);
+    let (kind, name) = (K::kind(&K::DynamicType::default()).to_string(), obj.name_any());
     let what = format!("apply {kind} {AGENT_NAMESPACE}/{name}");
     with_timeout(what, timeout, api.patch(&name, &ssa(), &Patch::Apply(obj))).await.map(|_| ())
 }
@@ -153,7 +162,8 @@ pub async fn install(client: &Client, plan: &AgentPlan, owner: &str, timeout: Du
         }
     }
     let daemon_sets: Api<DaemonSet> = Api::namespaced(client.clone(), AGENT_NAMESPACE);
-    if let Some(ds) = with_timeout("get agent DaemonSet", timeout, daemon_sets.get_opt(AGENT_NAME)).await? {
+    let live_daemon_set = with_timeout("get agent DaemonSet", timeout, daemon_sets.get_opt(AGENT_NAME)).await?;
+    if let Some(ds) = &live_daemon_set {
         check_owner(ds.annotations().get(ANNOTATION_AGENT_OWNER).map(String::as_str), owner)?;
     }
     apply(client, &plan.service_account, timeout).await?;
@@ -163,7 +173,7 @@ pub async fn install(client: &Client, plan: &AgentPlan, owner: &str, timeout: Du
     delete_owned(&Api::<Secret>::namespaced(client.clone(), AGENT_NAMESPACE), AGENT_HOST_KEY_SECRET, owner, timeout)
         .await?;
     ensure_policy_secret(client, plan, timeout).await?;
-    apply(client, &plan.daemon_set, timeout).await?;
+    apply_unless_current(client, &plan.daemon_set, live_daemon_set.as_ref(), timeout).await?;
     let services: Api<Service> = Api::namespaced(client.clone(), AGENT_NAMESPACE);
     match &plan.service {
         Some(service) => apply(client, service, timeout).await?,

@@ -208,7 +208,7 @@ pub struct State {
     ctx: Context,
     store: Store<ClusterMapping>,
     /// Failures in a row per ClusterMapping, ahead of `status.consecutiveFailures` (written once per interval).
-    failures: std::sync::Mutex<std::collections::HashMap<String, i32>>,
+    failures: std::sync::Mutex<std::collections::HashMap<(String, String), i32>>,
 }
 
 async fn reconcile(cm: Arc<ClusterMapping>, state: Arc<State>) -> Result<Action, Error> {
@@ -218,10 +218,10 @@ async fn reconcile(cm: Arc<ClusterMapping>, state: Arc<State>) -> Result<Action,
         state.store.state().iter().map(|c| (c.namespace().unwrap_or_default(), c.name_any())).collect();
     ctx.metrics.retain_mappings(|ns, name| known.contains(&(ns.to_string(), name.to_string())));
     let ns = cm.namespace().ok_or(Error::Incomplete { what: "namespace" })?;
-    let key = format!("{ns}/{}", cm.name_any());
+    let key = (ns.clone(), cm.name_any());
     let counted = {
         let mut failures = state.failures.lock().unwrap_or_else(|p| p.into_inner());
-        failures.retain(|k, _| k.split_once('/').is_some_and(|(n, m)| known.contains(&(n.to_string(), m.to_string()))));
+        failures.retain(|k, _| known.contains(k));
         failures.get(&key).copied().unwrap_or_default()
     };
     let api: Api<ClusterMapping> = Api::namespaced(ctx.client.clone(), &ns);
